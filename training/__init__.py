@@ -1,0 +1,1 @@
+"""Training side of cmkd-bounds: datasets, pairing protocols, models, methods and the loop."""

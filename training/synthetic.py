@@ -1,0 +1,142 @@
+"""Synthetic cross-modal worlds in which every quantity of the bounds is known.
+
+Generative model (``C`` classes, latent dimension ``r``):
+
+- class prior ``pi_T`` uniform for the teacher modality and
+  ``pi_S(y) ∝ exp(-label_shift * y / (C - 1))`` for the student modality (label shift);
+- shared latent ``u | y ~ N(mu_y, s^2 I_r)``; the student sees ``v = u + feature_shift * e``
+  (feature shift along a fixed unit vector ``e``), so its class conditional is
+  ``N(mu_y + feature_shift * e, s^2 I_r)``;
+- each modality's input is a known invertible map of its latent,
+  ``x_M = A_M g(u_M) (+ noise * eps)`` with ``g(t) = t + tanh(t) / 2`` applied elementwise
+  (strictly increasing) and ``A_M`` a ``(d_M, r)`` matrix of full column rank, ``d_T != d_S``.
+
+With ``noise = 0`` the map is exactly invertible (:meth:`SyntheticWorld.latent`), so the true class
+posteriors of each modality in its latent space are closed form (:meth:`SyntheticWorld.posterior`),
+and the Bayes posterior is a linear softmax head (:meth:`SyntheticWorld.bayes_head`):
+``log D_M(y|z) = mu_y^T z / s^2 - |mu_y|^2 / (2 s^2) + log pi_M(y) + const``
+(shared isotropic covariance; for the student, ``mu_y`` is shifted by the feature shift).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from training.datasets import CrossModalPair, DatasetError, ModalityData
+
+
+@dataclass
+class SyntheticWorld:
+    num_classes: int = 4
+    latent_dim: int = 2
+    dim_teacher: int = 8
+    dim_student: int = 5
+    spread: float = 1.0
+    separation: float = 2.0
+    feature_shift: float = 0.0
+    label_shift: float = 0.0
+    noise: float = 0.0
+    n: int = 2000
+    seed: int = 0
+    means: np.ndarray = field(init=False, repr=False)
+    shift: np.ndarray = field(init=False, repr=False)
+    maps: dict = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.num_classes < 2:
+            raise DatasetError("synthetic: need at least 2 classes")
+        if min(self.dim_teacher, self.dim_student) < self.latent_dim:
+            raise DatasetError("synthetic: input dimensions must be >= latent_dim (invertible maps)")
+        if self.spread <= 0 or self.noise < 0:
+            raise DatasetError("synthetic: spread must be > 0 and noise >= 0")
+        rng = np.random.default_rng(self.seed)
+        self.means = rng.normal(size=(self.num_classes, self.latent_dim)) * self.separation
+        e = rng.normal(size=self.latent_dim)
+        self.shift = self.feature_shift * e / np.linalg.norm(e)
+        self.maps = {
+            "teacher": rng.normal(size=(self.dim_teacher, self.latent_dim)) / np.sqrt(self.latent_dim),
+            "student": rng.normal(size=(self.dim_student, self.latent_dim)) / np.sqrt(self.latent_dim),
+        }
+
+    def config(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("means", "shift", "maps")}
+
+    # ---------------------------------------------------------------- true quantities
+    def prior(self, role: str) -> np.ndarray:
+        """Class prior ``pi_M`` of the modality ``role`` (``"teacher"`` or ``"student"``)."""
+        C = self.num_classes
+        if role == "teacher":
+            return np.full(C, 1.0 / C)
+        w = np.exp(-self.label_shift * np.arange(C) / (C - 1))
+        return w / w.sum()
+
+    def class_means(self, role: str) -> np.ndarray:
+        """``(C, r)`` class means of the latent of modality ``role``."""
+        return self.means + (self.shift if role == "student" else 0.0)
+
+    def bayes_head(self, role: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, b)`` with ``softmax(z @ W.T + b) = D_M(y | z)`` exactly; shapes ``(C, r)``, ``(C,)``."""
+        mu = self.class_means(role)
+        s2 = self.spread**2
+        return mu / s2, -(mu**2).sum(1) / (2 * s2) + np.log(self.prior(role))
+
+    def posterior(self, role: str, z: np.ndarray) -> np.ndarray:
+        """True class posterior ``D_M(y | z)`` at latents ``z`` ``(n, r)``; returns ``(n, C)``."""
+        W, b = self.bayes_head(role)
+        logits = z @ W.T + b
+        logits -= logits.max(1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(1, keepdims=True)
+
+    def sample_latent(self, role: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` i.i.d. draws ``(z, y)`` of modality ``role`` in its latent (feature) space."""
+        y = rng.choice(self.num_classes, size=n, p=self.prior(role))
+        z = self.class_means(role)[y] + self.spread * rng.normal(size=(n, self.latent_dim))
+        return z, y
+
+    def forward_map(self, role: str, z: np.ndarray) -> np.ndarray:
+        """The known map ``x = A_M g(z)`` (noise-free) of modality ``role``."""
+        return (z + 0.5 * np.tanh(z)) @ self.maps[role].T
+
+    def latent(self, role: str, x: np.ndarray, iters: int = 50) -> np.ndarray:
+        """Inverse of :meth:`forward_map` (exact for noise-free inputs): least squares, then Newton."""
+        w = np.linalg.lstsq(self.maps[role], np.asarray(x, float).T, rcond=None)[0].T
+        z = w.copy()
+        for _ in range(iters):  # g(z) = w, g' = 1 + (1 - tanh^2)/2 >= 1: Newton converges
+            t = np.tanh(z)
+            z = z - (z + 0.5 * t - w) / (1 + 0.5 * (1 - t**2))
+        return z
+
+    # ---------------------------------------------------------------- the dataset view
+    def pair(self) -> CrossModalPair:
+        """``n`` teacher events and the student's view of a class-prior-matched subset of them.
+
+        The student keeps, per class ``c``, a fraction ``pi_S(c) / max pi_S`` of the events, so
+        ``correspondence`` (student item -> teacher event) is a real one-to-one pairing.
+        """
+        rng = np.random.default_rng(self.seed + 1)
+        u, y = self.sample_latent("teacher", self.n, rng)
+        keep_frac = self.prior("student") / self.prior("student").max()
+        kept = np.sort(
+            np.concatenate(
+                [
+                    rng.permutation(np.flatnonzero(y == c))[: int(round(keep_frac[c] * (y == c).sum()))]
+                    for c in range(self.num_classes)
+                ]
+            )
+        )
+        names = tuple(f"class{c}" for c in range(self.num_classes))
+        mods = []
+        for role, idx in (("teacher", np.arange(self.n)), ("student", kept)):
+            z = u[idx] + (self.shift if role == "student" else 0.0)
+            x = self.forward_map(role, z)
+            if self.noise:
+                x = x + self.noise * rng.normal(size=x.shape)
+            mods.append(
+                ModalityData(f"synthetic-{role}", "vector", torch.tensor(x, dtype=torch.float32),
+                             torch.tensor(y[idx], dtype=torch.long), names)
+            )
+        return CrossModalPair("synthetic", mods[0], mods[1], kept.astype(np.int64))
