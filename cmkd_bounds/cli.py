@@ -55,6 +55,28 @@ def _cmd_datasets(args) -> int:
     return 0
 
 
+def _cmd_evaluate(args) -> int:
+    from cmkd_bounds.evaluate import evaluate_bundle
+    from cmkd_bounds.report import console_summary
+
+    if args.features is None:
+        if not (args.teacher and args.student):
+            raise UserError("give --features BUNDLE.npz, or both --teacher and --student checkpoints")
+        from cmkd_bounds.pipeline import evaluate_checkpoints
+
+        report = evaluate_checkpoints(args.teacher, args.student, args.out, cost=args.cost, eta=args.eta,
+                                      seed=args.seed, overwrite=args.overwrite, clip=args.clip,
+                                      posterior=args.posterior, split=args.split)
+    else:
+        if args.teacher or args.student:
+            raise UserError("give either --features or --teacher/--student, not both")
+        report = evaluate_bundle(args.features, args.out, cost=args.cost, eta=args.eta, seed=args.seed,
+                                 overwrite=args.overwrite, clip=args.clip, posterior=args.posterior)
+    print(console_summary(report))
+    print(f"wrote {args.out}/bound.json, terms.csv, report.md, bound_gap.png, rates.png, lipschitz.png")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cmkd-bounds",
@@ -68,6 +90,20 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     d.add_argument("--data-dir", default=None, help="root of the audio-visual datasets (or $CMKD_DATA)")
     d.set_defaults(func=_cmd_datasets)
+
+    e = sub.add_parser("evaluate", help="estimate every bound term from checkpoints or a features bundle")
+    e.add_argument("--teacher", help="teacher checkpoint (.safetensors)")
+    e.add_argument("--student", help="student checkpoint (.safetensors)")
+    e.add_argument("--features", help="features bundle .npz (see README)")
+    e.add_argument("--out", required=True, help="output folder")
+    e.add_argument("--cost", default="l2", choices=["l2", "l1", "chordal", "cosine"])
+    e.add_argument("--eta", type=float, default=0.05, help="confidence budget of the finite-sample bounds")
+    e.add_argument("--clip", type=float, default=5.0, help="loss clip c (nats) of the certified bounds")
+    e.add_argument("--posterior", default="calibrated", choices=["calibrated", "raw", "true"])
+    e.add_argument("--split", default="test", choices=["test", "val"], help="held-out split (checkpoints)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    e.set_defaults(func=_cmd_evaluate)
 
     return p
 
