@@ -77,6 +77,17 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    from training.config import from_args
+    from training.loop import train
+
+    out = train(from_args(args))
+    result = out / "result.json"
+    if result.exists():
+        print(result.read_text().strip())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cmkd-bounds",
@@ -104,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     e.set_defaults(func=_cmd_evaluate)
+
+    from training.config import add_arguments
+
+    t = sub.add_parser("train", help="train a teacher or a student (every config field is an option)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(t)
+    t.set_defaults(func=_cmd_train)
 
     return p
 

@@ -47,18 +47,27 @@ class Cost:
     dual_norm: str | None  # "l2" or "linf": the norm of gradients that bounds Lipschitz constants
 
     def pairwise(self, x, y) -> torch.Tensor:
-        """Cost matrix ``C[i, j] = delta(x_i, y_j)``; ``x`` ``(n, k)``, ``y`` ``(m, k)`` -> ``(n, m)``."""
+        """Cost matrix ``C[i, j] = delta(x_i, y_j)`` in float64; ``x`` ``(n, k)``, ``y`` ``(m, k)`` -> ``(n, m)``."""
         x, y = as_tensor(x), as_tensor(y)
         if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
             raise ValueError(f"cost {self.name}: expected (n, k) and (m, k) arrays, got {tuple(x.shape)}, "
                              f"{tuple(y.shape)}")
+        return self.matrix(x, y, exact=True)
+
+    def matrix(self, x: torch.Tensor, y: torch.Tensor, exact: bool = False) -> torch.Tensor:
+        """:meth:`pairwise` on tensors as given (dtype, device and autograd kept): for training losses.
+
+        ``exact=False`` computes Euclidean distances by the Gram form ``|x|^2 + |y|^2 - 2 x.y``
+        (matrix-multiply speed, cancellation error about ``sqrt(machine eps) * |x|`` between
+        near-coincident points); ``exact=True`` takes the differences directly.
+        """
+        mode = "donot_use_mm_for_euclid_dist" if exact else "use_mm_for_euclid_dist_if_necessary"
         if self.name == "l2":
-            # the direct difference is exact to rounding; fall back to the Gram form only for speed
-            return torch.cdist(x, y, p=2, compute_mode="donot_use_mm_for_euclid_dist")
+            return torch.cdist(x, y, p=2, compute_mode=mode)
         if self.name == "l1":
             return torch.cdist(x, y, p=1)
         if self.name == "chordal":
-            return torch.cdist(_normalise(x), _normalise(y), p=2, compute_mode="donot_use_mm_for_euclid_dist")
+            return torch.cdist(_normalise(x), _normalise(y), p=2, compute_mode=mode)
         if self.name == "cosine":
             return (1.0 - _normalise(x) @ _normalise(y).T).clamp_min(0.0)
         raise AssertionError(self.name)

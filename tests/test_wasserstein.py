@@ -2,10 +2,10 @@
 
 import numpy as np
 import ot
-from scipy.spatial.distance import cdist
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.spatial.distance import cdist
 
 from cmkd_bounds.costs import COSTS, get_cost
 from cmkd_bounds.wasserstein import w1_1d, w1_bracket, w1_exact, w1_sliced, wasserstein1
