@@ -59,6 +59,14 @@ def _cmd_evaluate(args) -> int:
     from cmkd_bounds.evaluate import evaluate_bundle
     from cmkd_bounds.report import console_summary
 
+    if args.runs:
+        from cmkd_bounds.pipeline import evaluate_runs
+
+        rows = evaluate_runs(args.runs, args.out, cost=args.cost, eta=args.eta, seed=args.seed,
+                             overwrite=args.overwrite, clip=args.clip, posterior=args.posterior, split=args.split)
+        print(f"evaluated {len(rows)} student runs; wrote {args.out}/summary.csv, summary.md, "
+              "bound_gap_by_method.png and one report folder per run")
+        return 0
     if args.features is None:
         if not (args.teacher and args.student):
             raise UserError("give --features BUNDLE.npz, or both --teacher and --student checkpoints")
@@ -106,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--teacher", help="teacher checkpoint (.safetensors)")
     e.add_argument("--student", help="student checkpoint (.safetensors)")
     e.add_argument("--features", help="features bundle .npz (see README)")
+    e.add_argument("--runs", help="a folder of many student runs: one table and one figure across them")
     e.add_argument("--out", required=True, help="output folder")
     e.add_argument("--cost", default="l2", choices=["l2", "l1", "chordal", "cosine"])
     e.add_argument("--eta", type=float, default=0.05, help="confidence budget of the finite-sample bounds")

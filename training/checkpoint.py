@@ -43,13 +43,15 @@ def read_checkpoint(path) -> tuple[dict, dict[str, torch.Tensor]]:
     data = path.read_bytes()
     if not data:
         raise CheckpointError(f"{path}: the file is empty")
-    if data[:2] == b"\x80\x02" or data[:1] == b"\x80" or data[:2] == b"PK":
-        raise CheckpointError(f"{path}: a pickle/torch.save file, refused (unpickling can run code); "
-                              "checkpoints are .safetensors")
+    header_len = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if not (0 < header_len <= len(data) - 8 and data[8:9] == b"{"):
+        if data[:1] == b"\x80" or data[:2] == b"PK":
+            raise CheckpointError(f"{path}: a pickle/torch.save file, refused (unpickling can run code); "
+                                  "checkpoints are .safetensors")
+        raise CheckpointError(f"{path}: not a safetensors checkpoint (truncated or corrupted header)")
     try:
-        tensors = st_load(data)
-        header_len = int.from_bytes(data[:8], "little")
         header = json.loads(data[8 : 8 + header_len])
+        tensors = st_load(data)
     except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: truncated or corrupted checkpoint ({e})") from e
     raw = header.get("__metadata__", {}).get("cmkd")
