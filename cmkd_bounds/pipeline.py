@@ -14,7 +14,6 @@ import numpy as np
 
 from cmkd_bounds.atomic import output_folder, write_bytes, write_text
 from cmkd_bounds.complexity import vc_dimension_upper, vc_uniform_term
-from cmkd_bounds.evaluate import evaluate_features
 from cmkd_bounds.theorem import BoundReport, FeatureSet
 
 
@@ -134,7 +133,7 @@ def _fig_runs(rows) -> bytes:
     for r in rows:
         groups.setdefault(f"{r['method']}\n{r['protocol']}", []).append(r)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups)), 4))
-    for i, (g, rs) in enumerate(groups.items()):
+    for i, rs in enumerate(groups.values()):
         for key, off, color in (("observed_risk", -0.25, "#8172b2"), ("bound_asymptotic", 0.0, "#dd8452"),
                                 ("bound_estimated", 0.25, "#4c72b0")):
             vals = np.array([r[key] for r in rs])

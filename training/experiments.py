@@ -62,8 +62,9 @@ def multiseed(base: TrainConfig, seeds, out: str | Path, teacher_epochs: int | N
     return out / "table.md"
 
 
-GRID_METHODS = [("ce", "class_resample")] + [(m, p) for m in ("feature_kd", "joint", "ucmkd")
-                                             for p in ("class_resample", "permutation")] + [("vanilla_kd", "fixed_class")]
+GRID_METHODS = ([("ce", "class_resample")]
+                + [(m, p) for m in ("feature_kd", "joint", "ucmkd") for p in ("class_resample", "permutation")]
+                + [("vanilla_kd", "fixed_class")])
 
 
 def avmnist_grid(out: str | Path, seeds=(0, 1, 2, 3, 4), teacher_epochs: int = 8, student_epochs: int = 6,
