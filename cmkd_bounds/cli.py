@@ -96,6 +96,25 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _cmd_quickstart(args) -> int:
+    from training.experiments import quickstart
+
+    quickstart(args.out, args.teacher_epochs, args.student_epochs, args.seed, args.overwrite, args.quiet, args.device)
+    return 0
+
+
+def _cmd_multiseed(args) -> int:
+    from training.config import from_args
+    from training.experiments import multiseed
+
+    from dataclasses import replace
+
+    cfg = from_args(args, role="student", teacher=args.teacher or "trained per seed")
+    table = multiseed(replace(cfg, teacher=args.teacher), args.seeds, args.out, args.teacher_epochs)
+    print(table.read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cmkd-bounds",
@@ -131,6 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_arguments(t)
     t.set_defaults(func=_cmd_train)
+
+    q = sub.add_parser("quickstart", help="the main job: teacher, CE and UCMKD students on avmnist, then bounds")
+    q.add_argument("--out", default="reports/quickstart")
+    q.add_argument("--teacher-epochs", type=int, default=5)
+    q.add_argument("--student-epochs", type=int, default=6)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=_cmd_quickstart)
+
+    m = sub.add_parser("multiseed", help="one configuration over several seeds: mean ± std table",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(m, skip=("role", "seed", "teacher"))
+    m.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    m.add_argument("--teacher", default=None, help="a fixed teacher checkpoint (default: one trained per seed)")
+    m.add_argument("--teacher-epochs", type=int, default=None)
+    m.set_defaults(func=_cmd_multiseed)
 
     return p
 
