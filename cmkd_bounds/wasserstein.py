@@ -159,6 +159,8 @@ class _Blocks:
         self.x, self.y, self.cost, self.dtype = x, y, cost, dtype
         n, m = x.shape[0], y.shape[0]
         self.dense = cost.pairwise(x, y).to(dtype) if 8 * n * m <= max_bytes else None
+        # blockwise: Euclidean costs by the Gram form (matrix-multiply speed; exact to about
+        # sqrt(machine eps) * |x|), since the direct differences cost n * m * k without BLAS
         self.rows = max(1, block_bytes // (8 * m))
         self.cols = max(1, block_bytes // (8 * n))
 
@@ -168,14 +170,14 @@ class _Blocks:
             if self.dense is not None:
                 yield sl, self.dense[sl]
             else:
-                yield sl, self.cost.pairwise(self.x[sl], self.y).to(self.dtype)
+                yield sl, self.cost.matrix(self.x[sl], self.y).to(self.dtype)
 
     def by_cols(self):
         """Blocks of ``C^T`` (all our costs are symmetric)."""
         for s in range(0, self.y.shape[0], self.cols):
             sl = slice(s, s + self.cols)
             yield sl, (self.dense[:, sl].T if self.dense is not None
-                       else self.cost.pairwise(self.y[sl], self.x).to(self.dtype))
+                       else self.cost.matrix(self.y[sl], self.x).to(self.dtype))
 
 
 def _softmin_rows(blocks_iter, pot, log_w, eps, out):
