@@ -104,10 +104,10 @@ def _cmd_quickstart(args) -> int:
 
 
 def _cmd_multiseed(args) -> int:
+    from dataclasses import replace
+
     from training.config import from_args
     from training.experiments import multiseed
-
-    from dataclasses import replace
 
     cfg = from_args(args, role="student", teacher=args.teacher or "trained per seed")
     table = multiseed(replace(cfg, teacher=args.teacher), args.seeds, args.out, args.teacher_epochs)

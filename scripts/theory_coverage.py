@@ -110,7 +110,8 @@ def render(rows, a, seconds):
            "held_out_student": f">= {100 * (1 - a.eta):.0f}%"}
     for b in BOUNDS:
         q = s[b]["relative_gap_quantiles"]
-        lines.append(f"| {b} | {s[b]['compared_with']} | {100 * s[b]['held']:.1f}% ({s[b]['cases']} cases) | {req[b]} | "
+        lines.append(f"| {b} | {s[b]['compared_with']} | {100 * s[b]['held']:.1f}% ({s[b]['cases']} cases) | "
+                     f"{req[b]} | "
                      f"{', '.join(s[b]['kinds'])} | {q['p5']:.3f} / {q['p50']:.3f} / {q['p95']:.3f} |")
     lines += ["", "Draws: feature shift U(0, 3), label shift U(0, 3), classes 2..6, latent dimension 1..4, spread "
               "U(0.5, 2), separation U(1, 3), n U(100, 600) per modality, student head = Bayes head + N(0, s^2) "

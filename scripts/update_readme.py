@@ -50,7 +50,7 @@ def main():
     readme = (ROOT / "README.md").read_text()
     for name, text in blocks().items():
         pat = re.compile(rf"(<!-- BEGIN {name} [^\n]*-->\n).*?(<!-- END {name} -->)", re.S)
-        readme, n = pat.subn(lambda m: m.group(1) + text.strip() + "\n" + m.group(2), readme)
+        readme, n = pat.subn(lambda m, text=text: m.group(1) + text.strip() + "\n" + m.group(2), readme)
         if n != 1:
             raise SystemExit(f"README.md has no block {name}")
     write_text(ROOT / "README.md", readme)

@@ -4,7 +4,7 @@ kinds, and how the bounds behave as worlds and samples change."""
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
