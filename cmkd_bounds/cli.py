@@ -16,6 +16,13 @@ class UserError(Exception):
     """An error caused by the input; printed as one line without a traceback."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``cmkd-bounds CMD: error: ... (see --help)``, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _cmd_datasets(args) -> int:
     from training.datasets import AUDIOVISUAL, DatasetError, load_digits, load_pair
 
@@ -116,7 +123,7 @@ def _cmd_multiseed(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="cmkd-bounds",
         description="Unpaired cross-modal knowledge distillation (UCMKD) and its risk bounds.",
     )

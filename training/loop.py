@@ -128,7 +128,7 @@ def train(cfg: TrainConfig) -> Path:
         device = torch.device("cuda", rank % torch.cuda.device_count())
     out = Path(cfg.out)
     state_file = out / "state.pt"
-    resuming = cfg.resume and state_file.exists()
+    resuming = cfg.resume and not cfg.overwrite and state_file.exists()
     if rank == 0 and not resuming and out.exists() and any(out.iterdir()):
         if not cfg.overwrite:
             raise FileExistsError(f"run folder {out} is not empty and holds no resumable state: pass --overwrite "
@@ -168,6 +168,13 @@ def train(cfg: TrainConfig) -> Path:
 
     history, best_acc, start = [], -1.0, 0
     if resuming:
+        saved = json.loads((out / "config.json").read_text())
+        free = {"epochs", "quiet", "resume", "overwrite", "device"}  # may change when a run is continued
+        diff = {k: (saved.get(k), v) for k, v in cfg.to_dict().items() if k not in free and saved.get(k) != v}
+        if diff:
+            k, (old, new) = next(iter(diff.items()))
+            raise ValueError(f"{out} holds a run with another configuration ({k}: {old!r} there, {new!r} now); "
+                             "resume with the same options, or pass --overwrite / another --out")
         st = load_state(state_file)
         last, _ = load_model(out / "last.safetensors", device=device)
         model.load_state_dict(last.state_dict())
