@@ -150,3 +150,18 @@ def test_torchrun_two_ranks_keep_identical_weights(teacher_ckpt, tmp_path):
     # each rank took half of every epoch's batches
     steps = [json.loads(line)["steps"] for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [-(-len_train_batches(teacher_ckpt) // 2)] * 2
+
+
+def test_multiseed_table_and_evaluate_runs(teacher_ckpt, tmp_path, capsys):
+    from cmkd_bounds.cli import main
+    from training.experiments import multiseed
+
+    table = multiseed(TrainConfig(method="joint", epochs=1, **SYN), [0, 1], tmp_path / "ms", teacher_epochs=1)
+    text = table.read_text()
+    assert "±" in text and "joint on synthetic" in text
+    rows = (tmp_path / "ms" / "table.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("seed,teacher_test_acc,student_test_acc")
+    assert main(["evaluate", "--runs", str(tmp_path / "ms"), "--out", str(tmp_path / "ev")]) == 0
+    summary = (tmp_path / "ev" / "summary.csv").read_text().splitlines()
+    assert len(summary) == 3 and (tmp_path / "ev" / "bound_gap_by_method.png").exists()
+    assert (tmp_path / "ev" / "seed0__student" / "bound.json").exists()
