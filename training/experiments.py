@@ -82,7 +82,8 @@ def avmnist_grid(out: str | Path, seeds=(0, 1, 2, 3, 4), teacher_epochs: int = 8
         for s in seeds:
             tdir = out / ("swap" if swap else "fwd") / f"seed{s}" / "teacher"
             teacher = train_teacher(replace(base, swap=swap), tdir, s, teacher_epochs)
-            rows.append({"direction": direction, "regime": "-", "method": "teacher", "protocol": "-", "seed": s,
+            rows.append({"steer_cos": float("nan"), "direction": direction, "regime": "-", "method": "teacher",
+                         "protocol": "-", "seed": s,
                          "test_acc": _result(tdir)["test_acc"], "epoch_time": _result(tdir)["epoch_time_mean"]})
             for k in regimes:
                 for method, protocol in GRID_METHODS:
@@ -94,7 +95,11 @@ def avmnist_grid(out: str | Path, seeds=(0, 1, 2, 3, 4), teacher_epochs: int = 8
                     run = tdir.parent / f"labels{k}" / f"{method}-{protocol}"
                     r = train_student(replace(base, swap=swap), teacher, run, s, method=method, protocol=protocol,
                                       labels_per_class=k)
-                    rows.append({"direction": direction, "regime": "all labels" if k == 0 else f"{k} labels/class",
+                    steer = [json.loads(line).get("steer_cos") for line in
+                             (run / "metrics.jsonl").read_text().splitlines()]
+                    steer = [v for v in steer if v is not None]
+                    rows.append({"steer_cos": float(np.mean(steer)) if steer else float("nan"),
+                                 "direction": direction, "regime": "all labels" if k == 0 else f"{k} labels/class",
                                  "method": method, "protocol": protocol if not k or method == "ce" else
                                  "either (FA unpaired)", "seed": s, "test_acc": r["test_acc"],
                                  "epoch_time": r["epoch_time_mean"]})
@@ -103,7 +108,7 @@ def avmnist_grid(out: str | Path, seeds=(0, 1, 2, 3, 4), teacher_epochs: int = 8
 
 
 def _write_grid(out: Path, rows, seeds, teacher_epochs, student_epochs):
-    keys = ["direction", "regime", "method", "protocol", "seed", "test_acc", "epoch_time"]
+    keys = ["direction", "regime", "method", "protocol", "seed", "test_acc", "epoch_time", "steer_cos"]
     write_text(out / "results.csv", ",".join(keys) + "\n" + "".join(",".join(str(r[k]) for k in keys) + "\n"
                                                                     for r in rows))
     groups = {}
@@ -130,6 +135,11 @@ def _write_grid(out: Path, rows, seeds, teacher_epochs, student_epochs):
             if ratios:
                 md.append(f"- {d}, {reg}: {np.mean(ratios):.2f}x (min {np.min(ratios):.2f}, max {np.max(ratios):.2f}, "
                           f"{len(ratios)} runs)")
+    steer = [r["steer_cos"] for r in rows if r["method"] == "ucmkd" and np.isfinite(r["steer_cos"])]
+    if steer:
+        md += ["", "Steering of the UCMKD bi-level step: cosine between the outer CE gradient at the displaced and at "
+               f"the current parameters, mean {np.mean(steer):.5f} (min {np.min(steer):.5f}) over {len(steer)} runs "
+               "(1 = the FA/LA inner steps do not change the update)."]
     write_text(out / "results.md", "\n".join(md) + "\n")
 
 
