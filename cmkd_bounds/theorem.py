@@ -19,13 +19,14 @@ student loss ``min(l, c)`` (values in ``[-log C, c]``). It bounds the clipped ri
 
 Class-conditional form (certified on real data with labels on both sides, DESIGN.md):
 
-    R_S^c <= Delta + sum_y pi_S(y) [ R_T^{y,c} + tau_y W1(P_S^y, P_T^y) ],
+    R_S^c <= Delta + sum_y pi_S(y) min(c, R_T^{y,c} + tau_y W1(P_S^y, P_T^y)),
     Delta = E_{D_S}[min(l(h_S(z), y), c) - min(l(h_T(z), y), c)],   tau_y <= sqrt(2) ||W_T||.
 
-Its finite-sample version splits ``eta`` into thirds: Hoeffding on ``Delta^`` (range ``2c``); the
-``L1`` deviation of the class marginal, ``||pi^ - pi||_1 <= sqrt(2 (C ln 2 + ln(3/eta)) / n)``
-(Weissman et al. 2003); and, over the ``C`` classes and three terms each, ``eta / (9 C)`` for the
-per-class teacher risk (Hoeffding, range ``c``) and the two per-class ``W1`` deviations.
+The cap at ``c`` holds because ``E min(l, c) <= c``. The finite-sample version splits ``eta`` into
+thirds: Hoeffding on ``Delta^`` (range ``2c``); the ``L1`` deviation of the class marginal,
+``||pi^ - pi||_1 <= sqrt(2 (C ln 2 + ln(3/eta)) / n)`` (Weissman et al. 2003); and, over the ``C``
+classes and three terms each, ``eta / (9 C)`` for the per-class teacher risk (Hoeffding, range
+``c``) and the two per-class ``W1`` deviations.
 
 A held-out certificate computed from the student's own labelled test data,
 ``R^_S^c + c sqrt(log(1/eta) / (2 n))``, is reported beside the bounds as a reference: it shows
@@ -188,6 +189,136 @@ def _sum_term(name, parts: list[Term], note: str, extra: float = 0.0, factors=No
                 {"parts": {p.name: p.value for p in parts}})
 
 
+@dataclass(frozen=True)
+class _Data:
+    """The arrays every form uses, computed once: features, labels, logits and losses."""
+
+    zT: np.ndarray
+    yT: np.ndarray
+    zS: np.ndarray
+    yS: np.ndarray
+    WT: np.ndarray
+    bT: np.ndarray
+    sS: np.ndarray  # student head on student features
+    tT: np.ndarray  # teacher head on teacher features
+    tS: np.ndarray  # teacher head on student features
+    lS: np.ndarray  # student CE per student sample
+    C: int
+
+    @classmethod
+    def of(cls, fs: FeatureSet) -> _Data:
+        zT, yT = np.asarray(fs.teacher_z, float), np.asarray(fs.teacher_y).astype(int)
+        zS, yS = np.asarray(fs.student_z, float), np.asarray(fs.student_y).astype(int)
+        WT, bT = np.asarray(fs.teacher_W, float), np.asarray(fs.teacher_b, float)
+        sS = logits(zS, fs.student_W, fs.student_b)
+        return cls(zT, yT, zS, yS, WT, bT, sS, logits(zT, WT, bT), logits(zS, WT, bT), lk.cross_entropy(sS, yS),
+                   fs.num_classes)
+
+
+def _temperature(fs: FeatureSet, d: _Data, posterior: str) -> tuple[float, str]:
+    """Temperature of the plug-in posterior D_T(y|z) = softmax(h_T(z) / T) and the assumption it rests on."""
+    if posterior == "calibrated":
+        if fs.teacher_cal_z is None:
+            raise ValueError("posterior='calibrated' needs held-out teacher data (teacher_cal_z, teacher_cal_y)")
+        T = lk.fit_temperature(logits(fs.teacher_cal_z, d.WT, d.bT), np.asarray(fs.teacher_cal_y).astype(int))
+        return T, (f"D_T(y|z) is the teacher head's posterior calibrated by temperature scaling (T = {T:.3f}, "
+                   f"fitted on {len(fs.teacher_cal_y)} held-out teacher samples)")
+    if posterior == "raw":
+        return 1.0, "D_T(y|z) is the teacher head's softmax posterior (T = 1, not calibrated)"
+    return 1.0, "D_T(y|z) is the teacher head's softmax: given as the true posterior"
+
+
+def _marginal_form(d: _Data, c, T, f_kind, eta, clip, seed, rate_repeats, rate_sizes, w1_method) -> dict:
+    """Theorem 2.6 and 2.7 in the marginal form, with certified and estimated deviation terms."""
+    n, m, C = len(d.yS), len(d.yT), d.C
+    fT, fS = entropy_of(d.tT, T), entropy_of(d.tS, T)
+    teacher_risk = Term("teacher_risk", float(fT.mean()), f_kind, "E_{P_T} f: mean entropy of the calibrated teacher")
+    la = Term("label_alignment", float(d.lS.mean() - fS.mean()), f_kind, "R^_S - E_{P^_S} f")
+    w1 = wasserstein1(d.zS, d.zT, cost=c, method=w1_method)
+    w1_term = Term("w1", w1.value, w1.kind, f"W1(P^_S, P^_T) by {w1.method}",
+                   {"lower": w1.lower, "upper": w1.upper, **{k: v for k, v in w1.diagnostics.items()
+                                                            if isinstance(v, (int, float, bool, str))}})
+    tau_up = tau_upper_entropy(d.WT, T, c)
+    tau_lo = tau_lower(entropy_fn(d.WT, d.bT, T), torch.as_tensor(np.concatenate([d.zT, d.zS])), c, seed=seed)
+    tau_up.diagnostics["ratio_to_lower"] = tau_up.value / tau_lo.value if tau_lo.value > 0 else math.inf
+    fa = Term("feature_alignment", tau_up.value * w1.value, weakest(tau_up.kind, w1.kind), "tau_upper * W1")
+    asym = _sum_term("asymptotic", [teacher_risk, fa, la], "R_T + tau W1 + LA (Thm 2.6)")
+
+    # finite sample: eta/4 for each of four terms (union bound)
+    e4 = eta / 4
+    h = hoeffding_term(teacher_risk.value, m, e4, math.log(C), "teacher_risk_fs")
+    rT_fs = Term(h.name, h.value, f_kind, h.note, h.diagnostics)
+    la_c = float(np.minimum(d.lS, clip).mean() - fS.mean())
+    la_fs = Term("label_alignment_fs", la_c + hoeffding(n, e4, clip + math.log(C)), f_kind,
+                 f"clipped LA^ + Hoeffding (range c + log C, eta {e4:.3g})", {"mean": la_c})
+    devs = []
+    for role, z in (("student", d.zS), ("teacher", d.zT)):
+        t = deviation_certified(z, e4, c, name=f"deviation_{role}")
+        devs.append(t if c.is_metric else Term(t.name, t.value, ESTIMATED, "non-metric cost", t.diagnostics))
+    w1_fs = _sum_term("w1_fs", [w1_term, *devs], "W1^ + both certified deviations")
+    fa_fs = Term("feature_alignment_fs", tau_up.value * w1_fs.value, weakest(tau_up.kind, w1_fs.kind), "tau * W1_fs")
+    fs_bound = _sum_term("finite_sample", [rT_fs, fa_fs, la_fs], "Thm 2.7, certified deviations, eta/4 per term")
+
+    # estimated: fitted rates, and tau estimated by the largest gradient found on the data
+    curves, est_devs = {}, devs
+    if min(n, m) >= 8:
+        est_devs = []
+        for role, z in (("student", d.zS), ("teacher", d.zT)):
+            curves[role] = rate_curve(z, sizes=_sizes(len(z), rate_sizes), repeats=rate_repeats, cost=c, seed=seed)
+            est_devs.append(deviation_estimated(curves[role], len(z), support_box(z, c)[1], e4,
+                                                f"deviation_{role}_est"))
+    tau_est = Term("tau_estimate", tau_lo.value, ESTIMATED, "largest gradient norm of f found on and near the data")
+    fa_est = Term("feature_alignment_est", tau_est.value * (w1.value + sum(t.value for t in est_devs)), ESTIMATED,
+                  "tau_estimate * (W1^ + estimated deviations)")
+    fs_est = _sum_term("finite_sample_estimated", [rT_fs, fa_est, la_fs], "Thm 2.7 with fitted rates and tau estimate")
+    terms = [teacher_risk, la, w1_term, tau_up, tau_lo, tau_est, fa, rT_fs, la_fs, *devs,
+             *(est_devs if est_devs is not devs else []), fa_fs, fa_est]
+    return {"terms": terms, "asymptotic": asym, "finite_sample": fs_bound, "finite_sample_estimated": fs_est,
+            "curves": curves, "w1": w1, "fS": fS}
+
+
+def _class_conditional_form(d: _Data, c, eta, clip, w1_method) -> dict:
+    """The certified class-conditional form and its finite-sample version (module docstring).
+
+    Each class term is also capped at ``c``: ``E_{P_S^y} min(l, c) <= c`` holds trivially, which
+    keeps a class with few samples (or none in the student sample) from dominating the bound.
+    """
+    n, C = len(d.yS), d.C
+    tau_y = tau_upper_class_ce(d.WT, c)
+    lT_c = np.minimum(lk.cross_entropy(d.tT, d.yT), clip)
+    lTS_c = np.minimum(lk.cross_entropy(d.tS, d.yS), clip)
+    delta = float((np.minimum(d.lS, clip) - lTS_c).mean())
+    pi_S = np.bincount(d.yS, minlength=C) / n
+    e3, e_cls = eta / 3, eta / (9 * C)
+    per_class, A_hat, A_fs, kinds = [], np.full(C, clip), np.full(C, clip), [tau_y.kind]
+    for y in range(C):
+        zs_y, zt_y = d.zS[d.yS == y], d.zT[d.yT == y]
+        if len(zs_y) == 0:
+            per_class.append({"class": y, "n_student": 0, "n_teacher": int(len(zt_y))})
+            continue
+        if len(zt_y) == 0:
+            raise ValueError(f"class {y} has student samples but no teacher sample: the class-conditional form "
+                             "needs every student class on the teacher side")
+        wy = wasserstein1(zs_y, zt_y, cost=c, method=w1_method)
+        kinds.append(wy.kind)
+        rty = float(lT_c[d.yT == y].mean())
+        dev = hoeffding(len(zt_y), e_cls, clip) + tau_y.value * (
+            deviation_certified(zs_y, e_cls, c).value + deviation_certified(zt_y, e_cls, c).value)
+        A_hat[y] = min(clip, rty + tau_y.value * wy.value)
+        A_fs[y] = min(clip, rty + tau_y.value * wy.value + dev)
+        per_class.append({"class": y, "n_student": int(len(zs_y)), "n_teacher": int(len(zt_y)), "pi_student": pi_S[y],
+                          "w1": wy.value, "teacher_risk_clipped": rty, "term": A_hat[y], "term_fs": A_fs[y]})
+    kind = weakest(*kinds)
+    asym = Term("class_conditional", float(delta + pi_S @ A_hat), kind,
+                "Delta + sum_y pi_S(y) min(c, R_T^y + tau_y W1^y) (clipped loss)", {"delta": delta})
+    eps_pi = math.sqrt(2 * (C * LN2 + math.log(1 / e3)) / n)
+    fs_value = delta + hoeffding(n, e3, 2 * clip) + pi_S @ A_fs + 0.5 * eps_pi * float(A_fs.max())
+    fs = Term("class_conditional_fs", float(fs_value), kind,
+              "class-conditional, finite sample (eta/3 Delta, eta/3 class marginal, eta/(9C) per class term)",
+              {"delta": delta, "class_marginal_l1_deviation": eps_pi})
+    return {"terms": [tau_y, asym, fs], "asymptotic": asym, "finite_sample": fs, "per_class": per_class}
+
+
 def assemble(
     fs: FeatureSet,
     cost="l2",
@@ -211,170 +342,75 @@ def assemble(
         raise ValueError(f"clip must be >= ln 2 = {LN2:.4f} for the 0-1 corollary, got {clip}")
     if posterior not in ("calibrated", "raw", "true"):
         raise ValueError(f"posterior must be calibrated, raw or true, got {posterior!r}")
-    C = fs.num_classes
-    zT, yT = np.asarray(fs.teacher_z, float), np.asarray(fs.teacher_y).astype(int)
-    zS, yS = np.asarray(fs.student_z, float), np.asarray(fs.student_y).astype(int)
-    WT, bT, WS, bS = (np.asarray(a, float) for a in (fs.teacher_W, fs.teacher_b, fs.student_W, fs.student_b))
-    m, n = len(yT), len(yS)
-    assumptions = []
-
-    # ---- temperature and the plug-in posterior
-    T = 1.0
-    if posterior == "calibrated":
-        if fs.teacher_cal_z is None:
-            raise ValueError("posterior='calibrated' needs held-out teacher data (teacher_cal_z, teacher_cal_y)")
-        T = lk.fit_temperature(logits(fs.teacher_cal_z, WT, bT), np.asarray(fs.teacher_cal_y).astype(int))
-        assumptions.append(f"D_T(y|z) is the teacher head's posterior calibrated by temperature scaling "
-                           f"(T = {T:.3f}, fitted on {len(fs.teacher_cal_y)} held-out teacher samples)")
-    elif posterior == "raw":
-        assumptions.append("D_T(y|z) is the teacher head's softmax posterior (T = 1, not calibrated)")
-    else:
-        assumptions.append("D_T(y|z) is the teacher head's softmax: given as the true posterior")
+    d = _Data.of(fs)
+    n, m = len(d.yS), len(d.yT)
+    T, posterior_note = _temperature(fs, d, posterior)
     f_kind = CERTIFIED if posterior == "true" else ESTIMATED
+    assumptions = [posterior_note]
     if not c.is_metric:
         assumptions.append(f"cost {c.name} is not a metric: Kantorovich-Rubinstein does not apply, NOT CERTIFIED")
 
-    # ---- observed quantities
-    sS, tT, tS = logits(zS, WS, bS), logits(zT, WT, bT), logits(zS, WT, bT)
-    lS = lk.cross_entropy(sS, yS)
-    lS_c = np.minimum(lS, clip)
     observed = {
-        "risk": float(lS.mean()), "risk_clipped": float(lS_c.mean()),
-        "error01": float((sS.argmax(1) != yS).mean()),
-        "teacher_risk": float(lk.cross_entropy(tT, yT).mean()),
-        "teacher_risk_calibrated": float(lk.cross_entropy(tT / T, yT).mean()),
-        "teacher_error01": float((tT.argmax(1) != yT).mean()),
-        "teacher_head_on_student_error01": float((tS.argmax(1) != yS).mean()),
+        "risk": float(d.lS.mean()), "risk_clipped": float(np.minimum(d.lS, clip).mean()),
+        "error01": float((d.sS.argmax(1) != d.yS).mean()),
+        "teacher_risk": float(lk.cross_entropy(d.tT, d.yT).mean()),
+        "teacher_risk_calibrated": float(lk.cross_entropy(d.tT / T, d.yT).mean()),
+        "teacher_error01": float((d.tT.argmax(1) != d.yT).mean()),
+        "teacher_head_on_student_error01": float((d.tS.argmax(1) != d.yS).mean()),
         "n_student": n, "n_teacher": m,
     }
+    mg = _marginal_form(d, c, T, f_kind, eta, clip, seed, rate_repeats, rate_sizes, w1_method)
+    cc = _class_conditional_form(d, c, eta, clip, w1_method)
+    direct = hoeffding_term(observed["risk_clipped"], n, eta, clip, "held_out_student_certificate")
 
-    # ---- marginal form
-    fT, fS = entropy_of(tT, T), entropy_of(tS, T)
-    teacher_risk = Term("teacher_risk", float(fT.mean()), f_kind, "E_{P_T} f: mean entropy of the calibrated teacher")
-    la = Term("label_alignment", float(lS.mean() - fS.mean()), f_kind, "R^_S - E_{P^_S} f")
-    kappa_off = lk.kappa_official(tS, yS)
-    kappa_cal = lk.kappa_official(tS, yS, T)
-    pT_all, pS_all = lk.softmax(tS / T), lk.softmax(sS)
-    kappa_ratio_all = lk.kappa_ratio(pT_all, pS_all, clip=10.0)
-    lT_at_S = lk.cross_entropy(tS / T, yS)
-    la_variants = {
-        "label_alignment_official": lk.label_alignment(lS, kappa_off, lk.cross_entropy(tS, yS)),
-        "label_alignment_calibrated": lk.label_alignment(lS, kappa_cal, lT_at_S),
-        "label_alignment_ratio": lk.label_alignment(lS, kappa_ratio_all[np.arange(n), yS], lT_at_S),
-    }
-    w1 = wasserstein1(zS, zT, cost=c, method=w1_method)
-    w1_term = Term("w1", w1.value, w1.kind, f"W1(P^_S, P^_T) by {w1.method}",
-                   {"lower": w1.lower, "upper": w1.upper, **{k: v for k, v in w1.diagnostics.items()
-                                                            if isinstance(v, (int, float, bool, str))}})
-    tau_up = tau_upper_entropy(WT, T, c)
-    f_torch = entropy_fn(WT, bT, T)
-    tau_lo = tau_lower(f_torch, torch.as_tensor(np.concatenate([zT, zS])), c, seed=seed)
-    fa = Term("feature_alignment", tau_up.value * w1.value, weakest(tau_up.kind, w1.kind), "tau_upper * W1")
-    asym = _sum_term("asymptotic", [teacher_risk, fa, la], "R_T + tau W1 + LA (Thm 2.6)")
+    # label-kernel diagnostics: the three kappa estimators and the identity sum_y D_S kappa = 1
+    kappa_off, kappa_cal = lk.kappa_official(d.tS, d.yS), lk.kappa_official(d.tS, d.yS, T)
+    pS_all = lk.softmax(d.sS)
+    kappa_ratio_all = lk.kappa_ratio(lk.softmax(d.tS / T), pS_all, clip=10.0)
+    lT_at_S = lk.cross_entropy(d.tS / T, d.yS)
+    diagnostics = [
+        Term("label_alignment_official", lk.label_alignment(d.lS, kappa_off, lk.cross_entropy(d.tS, d.yS)),
+             ESTIMATED, "alternative LA estimator: kappa = softmax(h_T(z_S))_y"),
+        Term("label_alignment_calibrated", lk.label_alignment(d.lS, kappa_cal, lT_at_S), ESTIMATED,
+             "alternative LA estimator: calibrated teacher"),
+        Term("label_alignment_ratio", lk.label_alignment(d.lS, kappa_ratio_all[np.arange(n), d.yS], lT_at_S),
+             ESTIMATED, "alternative LA estimator: D_T / D_S with the student head as D_S, clipped at 10"),
+        Term("kappa_identity_error", lk.kappa_identity_error(pS_all, kappa_ratio_all), ESTIMATED,
+             "max |sum_y D_S(y|z) kappa(y,z) - 1| for the clipped ratio form"),
+        Term("kappa_official_mean", float(kappa_off.mean()), ESTIMATED, "mean softmax(h_T(z_S))_y"),
+    ]
 
-    # ---- finite sample (marginal): eta/4 for each of four terms
-    e4 = eta / 4
-    rT_fs = hoeffding_term(teacher_risk.value, m, e4, math.log(C), "teacher_risk_fs")
-    rT_fs = Term(rT_fs.name, rT_fs.value, f_kind, rT_fs.note, rT_fs.diagnostics)
-    la_c = float(lS_c.mean() - fS.mean())
-    la_fs = Term("label_alignment_fs", la_c + hoeffding(n, e4, clip + math.log(C)), f_kind,
-                 f"clipped LA^ + Hoeffding (range c + log C, eta {e4:.3g})", {"mean": la_c})
-    dev_S = deviation_certified(zS, e4, c, name="deviation_student")
-    dev_T = deviation_certified(zT, e4, c, name="deviation_teacher")
-    if not c.is_metric:
-        dev_S = Term(dev_S.name, dev_S.value, ESTIMATED, "non-metric cost", dev_S.diagnostics)
-        dev_T = Term(dev_T.name, dev_T.value, ESTIMATED, "non-metric cost", dev_T.diagnostics)
-    w1_fs = _sum_term("w1_fs", [w1_term, dev_S, dev_T], "W1^ + both certified deviations")
-    fa_fs = Term("feature_alignment_fs", tau_up.value * w1_fs.value, weakest(tau_up.kind, w1_fs.kind), "tau * W1_fs")
-    fs_bound = _sum_term("finite_sample", [rT_fs, fa_fs, la_fs], "Thm 2.7, certified deviations, eta/4 per term")
+    # the reported certified bound: the tightest certified finite-sample bound (else say why none is)
+    finite = (mg["finite_sample"], cc["finite_sample"])
+    candidates = [b for b in finite if b.kind == CERTIFIED]
+    best = min(candidates or finite, key=lambda t: t.value)
+    certified = Term("certified", best.value, best.kind,
+                     best.name if candidates else f"{best.name} (no certified bound: {best.kind})")
+    estimated = Term("estimated", mg["finite_sample_estimated"].value, mg["finite_sample_estimated"].kind,
+                     mg["finite_sample_estimated"].name)
 
-    # estimated finite-sample bound: fitted rates, tau estimated by the largest gradient found on data
-    curves = {}
-    ok_rates = min(n, m) >= 8
-    if ok_rates:
-        for role, z in (("student", zS), ("teacher", zT)):
-            curves[role] = rate_curve(z, sizes=_sizes(len(z), rate_sizes), repeats=rate_repeats, cost=c, seed=seed)
-        dS_est = deviation_estimated(curves["student"], n, support_box(zS, c)[1], e4, "deviation_student_est")
-        dT_est = deviation_estimated(curves["teacher"], m, support_box(zT, c)[1], e4, "deviation_teacher_est")
-    else:
-        dS_est, dT_est = dev_S, dev_T
-    tau_est = Term("tau_estimate", tau_lo.value, ESTIMATED, "largest gradient norm of f found on and near the data")
-    fa_est = Term("feature_alignment_est", tau_est.value * (w1.value + dS_est.value + dT_est.value), ESTIMATED,
-                  "tau_estimate * (W1^ + estimated deviations)")
-    fs_est = _sum_term("finite_sample_estimated", [rT_fs, fa_est, la_fs], "Thm 2.7 with fitted rates and tau estimate")
-
-    # ---- class-conditional form
-    tau_y = tau_upper_class_ce(WT, c)
-    lT_c = np.minimum(lk.cross_entropy(tT, yT), clip)
-    lTS_c = np.minimum(lk.cross_entropy(tS, yS), clip)
-    delta = float((lS_c - lTS_c).mean())
-    pi_S = np.bincount(yS, minlength=C) / n
-    e3 = eta / 3
-    e_cls = eta / (9 * C)
-    per_class, A_hat, A_fs = [], np.zeros(C), np.zeros(C)
-    w1_kinds = []
-    for y in range(C):
-        zs_y, zt_y = zS[yS == y], zT[yT == y]
-        if len(zs_y) == 0:
-            per_class.append({"class": y, "n_student": 0, "n_teacher": int(len(zt_y))})
-            continue
-        if len(zt_y) == 0:
-            raise ValueError(f"class {y} has student samples but no teacher sample: the class-conditional form "
-                             "needs every student class on the teacher side")
-        wy = wasserstein1(zs_y, zt_y, cost=c, method=w1_method)
-        w1_kinds.append(wy.kind)
-        rty = float(lT_c[yT == y].mean())
-        A_hat[y] = rty + tau_y.value * wy.value
-        dev = (hoeffding(len(zt_y), e_cls, clip)
-               + tau_y.value * (deviation_certified(zs_y, e_cls, c).value + deviation_certified(zt_y, e_cls, c).value))
-        A_fs[y] = A_hat[y] + dev
-        per_class.append({"class": y, "n_student": int(len(zs_y)), "n_teacher": int(len(zt_y)), "pi_student": pi_S[y],
-                          "w1": wy.value, "teacher_risk_clipped": rty, "term": A_hat[y], "term_fs": A_fs[y]})
-    cc_kind = weakest(tau_y.kind, *w1_kinds)
-    cc_asym = Term("class_conditional", float(delta + pi_S @ A_hat), cc_kind,
-                   "Delta + sum_y pi_S(y) [R_T^y + tau_y W1^y] (clipped loss)", {"delta": delta})
-    eps_pi = math.sqrt(2 * (C * LN2 + math.log(1 / e3)) / n)
-    cc_fs_value = (delta + hoeffding(n, e3, 2 * clip) + pi_S @ A_fs + 0.5 * eps_pi * float(A_fs.max()))
-    cc_fs = Term("class_conditional_fs", float(cc_fs_value), cc_kind,
-                 "class-conditional, finite sample (eta/3 Delta, eta/3 class marginal, eta/(9C) per class term)",
-                 {"delta": delta, "class_marginal_l1_deviation": eps_pi})
-    direct = hoeffding_term(float(lS_c.mean()), n, eta, clip, "held_out_student_certificate")
-
-    # ---- choose the reported certified and estimated bounds
-    candidates = [b for b in (fs_bound, cc_fs) if b.kind == CERTIFIED]
-    if candidates:
-        best = min(candidates, key=lambda t: t.value)
-        certified = Term("certified", best.value, CERTIFIED, best.name)
-    else:
-        best = min((fs_bound, cc_fs), key=lambda t: t.value)
-        certified = Term("certified", best.value, best.kind, f"{best.name} (no certified bound: {best.kind})")
-    estimated = Term("estimated", fs_est.value, fs_est.kind, fs_est.name)
-
-    terms = [teacher_risk, la, w1_term, tau_up, tau_lo, tau_est, fa,
-             rT_fs, la_fs, dev_S, dev_T, dS_est, dT_est, fa_fs, fa_est, tau_y, cc_asym, cc_fs, direct,
-             *(Term(k, v, ESTIMATED, "alternative LA estimator") for k, v in la_variants.items()),
-             Term("kappa_identity_error", lk.kappa_identity_error(pS_all, kappa_ratio_all), ESTIMATED,
-                  "max |sum_y D_S(y|z) kappa(y,z) - 1| for the clipped ratio form"),
-             Term("kappa_official_mean", float(kappa_off.mean()), ESTIMATED, "mean softmax(h_T(z_S))_y")]
+    w1 = mg["w1"]
     if w1.method == "bracket":
         assumptions.append(f"W1 by the certified Sinkhorn bracket, relative width {w1.relative_width:.2e}")
     assumptions += [
-        f"finite-sample deviations: support inside the sample's bounding box, worst-case dimension {zS.shape[1]}",
+        f"finite-sample deviations: support inside the sample's bounding box, worst-case dimension {d.zS.shape[1]}",
         f"clipped loss min(l, {clip}) in the finite-sample and class-conditional bounds; eta = {eta}",
         "held-out data are independent of the models (test split)",
     ]
-    bounds = {"asymptotic": asym, "finite_sample": fs_bound, "finite_sample_estimated": fs_est,
-              "class_conditional": cc_asym, "class_conditional_finite_sample": cc_fs,
-              "held_out_student": direct, "certified": certified, "estimated": estimated}
+    bounds = {"asymptotic": mg["asymptotic"], "finite_sample": mg["finite_sample"],
+              "finite_sample_estimated": mg["finite_sample_estimated"], "class_conditional": cc["asymptotic"],
+              "class_conditional_finite_sample": cc["finite_sample"], "held_out_student": direct,
+              "certified": certified, "estimated": estimated}
     settings = {"cost": c.name, "cost_is_metric": c.is_metric, "eta": eta, "clip": clip, "seed": seed,
-                "posterior": posterior, "temperature": T, "num_classes": C, "feature_dim": int(zS.shape[1]),
+                "posterior": posterior, "temperature": T, "num_classes": d.C, "feature_dim": int(d.zS.shape[1]),
                 "eta_split": {"finite_sample": "eta/4 each: teacher risk, student deviation, teacher deviation, LA",
                               "class_conditional": "eta/3 Delta, eta/3 class marginal, eta/(9C) per class term"},
                 "w1_method": w1.method}
-    if ok_rates:
+    if mg["curves"]:
         settings["rates"] = {r: {"slope": cu.slope, "slope_ci": cu.slope_ci, "effective_dimension":
-                                 cu.effective_dimension} for r, cu in curves.items()}
-    return BoundReport(settings, observed, terms, bounds, assumptions, curves, per_class)
+                                 cu.effective_dimension} for r, cu in mg["curves"].items()}
+    terms = mg["terms"] + cc["terms"] + [direct] + diagnostics
+    return BoundReport(settings, observed, terms, bounds, assumptions, mg["curves"], cc["per_class"])
 
 
 def _sizes(N: int, sizes):

@@ -70,18 +70,18 @@ def test_w1_scales_with_the_cloud(xy, c):
     assert w1_exact(c * x, c * y).value == pytest.approx(abs(c) * w1_exact(x, y).value, rel=1e-7, abs=1e-7)
 
 
-@given(clouds(min_n=3, max_n=15, max_d=3), st.integers(0, 10**6))
-def test_shuffling_changes_w1_not_at_all_but_changes_a_paired_loss(xy, seed):
-    x, _ = xy
+@given(st.integers(3, 15), st.integers(1, 3), st.integers(0, 10**6))
+def test_shuffling_changes_w1_not_at_all_but_changes_a_paired_loss(n, d, seed):
     rng = np.random.default_rng(seed)
-    y = x + rng.normal(size=x.shape) * 0.1
-    perm = rng.permutation(len(x))
+    x = np.c_[rng.permutation(n) * 2.0, rng.normal(size=(n, d - 1))]  # points at least 2 apart
+    y = x + rng.normal(size=x.shape) * 0.01
+    perm = rng.permutation(n)
     assert w1_exact(x, y[perm]).value == pytest.approx(w1_exact(x, y).value, rel=1e-9, abs=1e-9)
     fa = feature_alignment(torch.tensor(x), torch.tensor(y[perm]))
     assert float(fa) == pytest.approx(float(feature_alignment(torch.tensor(x), torch.tensor(y))), rel=1e-4, abs=1e-6)
     paired = lambda a, b: float(np.linalg.norm(a - b, axis=1).mean())  # noqa: E731
-    if not np.allclose(x, x[perm]):
-        assert paired(x, y[perm]) != pytest.approx(paired(x, y), rel=1e-6)
+    if (perm != np.arange(n)).any():  # a paired feature-matching loss sees the shuffle
+        assert paired(x, y[perm]) > paired(x, y) + 1.0 / n
 
 
 @given(clouds(min_n=2, max_n=12, max_d=3), st.floats(0.1, 5), st.integers(0, 10**6))
