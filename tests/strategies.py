@@ -1,8 +1,13 @@
 """Hypothesis strategies that build problems with closed-form answers (GeomLoss-style)."""
 
+import os
+
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
+# examples for properties whose single example costs about a second (a full bound assembly, a CLI run)
+HEAVY_EXAMPLES = 60 if os.environ.get("CMKD_HYPOTHESIS_PROFILE") == "thorough" else 8
 
 finite = st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=64)
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.reliability_cases import CASES, ROOT
+from tests.strategies import HEAVY_EXAMPLES
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
@@ -52,7 +53,7 @@ def malformed_bundles(draw):
     return arrays
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=HEAVY_EXAMPLES + 4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(malformed_bundles())
 def test_fuzz_malformed_bundles_never_crash(tmp_path_factory, arrays):
     tmp = tmp_path_factory.mktemp("fuzz")

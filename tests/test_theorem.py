@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from cmkd_bounds import label_kernel as lk
 from cmkd_bounds.theorem import FeatureSet, assemble
+from tests.strategies import HEAVY_EXAMPLES
 from training.synthetic import SyntheticWorld
 
 
@@ -27,7 +28,7 @@ def true_student_risk(w, W, b, n=200_000, seed=99):
     return float(lk.cross_entropy(z @ W.T + b, y).mean())
 
 
-@settings(max_examples=8)
+@settings(max_examples=HEAVY_EXAMPLES)
 @given(st.integers(2, 5), st.integers(1, 3), st.floats(0, 2), st.floats(0, 2), st.integers(0, 10**4),
        st.booleans())
 def test_asymptotic_bound_dominates_true_student_risk(C, r, fshift, lshift, seed, perturb):
