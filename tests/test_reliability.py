@@ -53,7 +53,8 @@ def malformed_bundles(draw):
     return arrays
 
 
-@settings(max_examples=HEAVY_EXAMPLES + 4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=HEAVY_EXAMPLES + 4, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(malformed_bundles())
 def test_fuzz_malformed_bundles_never_crash(tmp_path_factory, arrays):
     tmp = tmp_path_factory.mktemp("fuzz")
