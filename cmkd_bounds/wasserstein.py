@@ -156,9 +156,9 @@ class _Blocks:
     """The cost matrix, dense when it fits in ``max_bytes`` and recomputed in row blocks otherwise."""
 
     def __init__(self, x, y, cost: Cost, max_bytes: int, block_bytes: int = 64 * 2**20, dtype=torch.float64):
-        self.x, self.y, self.cost, self.dtype = x, y, cost, dtype
         n, m = x.shape[0], y.shape[0]
         self.dense = cost.pairwise(x, y).to(dtype) if 8 * n * m <= max_bytes else None
+        self.x, self.y, self.cost, self.dtype = x.to(dtype), y.to(dtype), cost, dtype  # blocks in the iteration dtype
         # blockwise: Euclidean costs by the Gram form (matrix-multiply speed; exact to about
         # sqrt(machine eps) * |x|), since the direct differences cost n * m * k without BLAS
         self.rows = max(1, block_bytes // (8 * m))

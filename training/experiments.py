@@ -122,7 +122,9 @@ def _write_grid(out: Path, rows, seeds, teacher_epochs, student_epochs):
     for (d, reg, m, p), rs in groups.items():
         md.append(f"| {d} | {reg} | {m} | {p} | {len(rs)} | {mean_std([r['test_acc'] for r in rs])} | "
                   f"{np.mean([r['epoch_time'] for r in rs]):.2f} |")
-    md += ["", "Epoch-time ratio ucmkd / ce (same direction, regime and seed; mean over runs):", ""]
+    md += ["", "Epoch-time ratio ucmkd / ce (same direction, regime and seed; mean over runs). Epoch times are wall "
+           "clock of runs that may have shared the machine with other jobs; `scripts/bench_bilevel.py` measures the "
+           "step cost with the methods interleaved:", ""]
     for d in sorted({r["direction"] for r in rows}):
         for reg in sorted({r["regime"] for r in rows if r["direction"] == d and r["regime"] != "-"}):
             ratios = []
