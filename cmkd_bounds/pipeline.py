@@ -104,6 +104,7 @@ def evaluate_runs(runs: str | Path, out: str | Path, *, overwrite=False, **kw) -
             rep = evaluate_checkpoints(teacher, ck, tmp / name, **kw)
             d = rep.to_dict()
             rows.append({"run": name, "method": meta.get("method"), "protocol": meta.get("protocol"),
+                         "labels_per_class": meta["config"].get("labels_per_class", 0),
                          "seed": meta["config"].get("seed"), "observed_risk": d["observed_risk"],
                          "observed_error01": d["observed_error01"], "bound_asymptotic": d["bound_asymptotic"],
                          "bound_certified": d["bound_certified"], "bound_estimated": d["bound_estimated"],
@@ -131,15 +132,16 @@ def _fig_runs(rows) -> bytes:
 
     groups = {}
     for r in rows:
-        groups.setdefault(f"{r['method']}\n{r['protocol']}", []).append(r)
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups)), 4))
+        labels = "all labels" if not r["labels_per_class"] else f"{r['labels_per_class']}/class"
+        groups.setdefault(f"{r['method']}\n{r['protocol']}\n{labels}", []).append(r)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(groups)), 4.5))
     for i, rs in enumerate(groups.values()):
-        for key, off, color in (("observed_risk", -0.25, "#8172b2"), ("bound_asymptotic", 0.0, "#dd8452"),
-                                ("bound_estimated", 0.25, "#4c72b0")):
+        for key, off, color in (("observed_risk", -0.3, "#8172b2"), ("bound_certified", -0.1, "#55a868"),
+                                ("bound_estimated", 0.1, "#4c72b0"), ("bound_asymptotic", 0.3, "#dd8452")):
             vals = np.array([r[key] for r in rs])
             ax.scatter(np.full(len(vals), i + off), vals, color=color, s=14,
                        label=key if i == 0 else None)
-    ax.set_xticks(range(len(groups)), list(groups), fontsize=8)
+    ax.set_xticks(range(len(groups)), list(groups), fontsize=7)
     ax.set_yscale("log")
     ax.set_ylabel("nats")
     ax.set_title("Observed risk and bounds per method (one dot per seed)")

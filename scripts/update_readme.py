@@ -29,8 +29,11 @@ def blocks() -> dict:
     av = ROOT / "reports" / "avmnist" / "results.md"
     if av.exists():
         md = av.read_text()
-        out["avmnist"] = section(md, "Teacher ") + "\n\n" + section(md, "| direction") + "\n\n" + \
-            section(md, "Epoch-time ratio") + "\n\n" + section(md, "- ")
+        parts = [section(md, "Teacher "), section(md, "| direction"), section(md, "Epoch-time ratio"),
+                 section(md, "- ")]
+        if "\nSteering" in md:
+            parts.append(section(md, "Steering"))
+        out["avmnist"] = "\n\n".join(parts)
     cov = ROOT / "reports" / "theory" / "coverage.md"
     if cov.exists():
         md = cov.read_text()
