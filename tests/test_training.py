@@ -165,3 +165,23 @@ def test_multiseed_table_and_evaluate_runs(teacher_ckpt, tmp_path, capsys):
     summary = (tmp_path / "ev" / "summary.csv").read_text().splitlines()
     assert len(summary) == 3 and (tmp_path / "ev" / "bound_gap_by_method.png").exists()
     assert (tmp_path / "ev" / "seed0__student" / "bound.json").exists()
+
+
+def test_robustness_presets_shape_the_training_pools():
+    from training.loop import prepare_data
+
+    base = dict(dataset="synthetic", split_seed=0)
+    _, plain = prepare_data(TrainConfig(**base))
+    _, disj = prepare_data(TrainConfig(disjoint=0.5, **base))
+    tr = disj["train"]
+    assert tr.correspondence is None  # no pairing survives
+    from training.datasets import load_pair
+
+    events_of_students = load_pair("synthetic").correspondence[tr.student.index.numpy()]
+    assert len(np.intersect1d(events_of_students, tr.teacher.index.numpy())) == 0  # disjoint pools
+    assert len(tr.student) + len(tr.teacher) == len(plain["train"].student)
+    _, imb = prepare_data(TrainConfig(imbalance=10, **base))
+    counts = imb["train"].student.class_counts()
+    assert counts.max() / counts.min() == pytest.approx(10, rel=0.2)
+    with pytest.raises(ValueError, match="share no sample"):
+        prepare_data(TrainConfig(dataset="avmnist", disjoint=0.5))

@@ -29,6 +29,8 @@ class TrainConfig:
     protocol: str = "class_resample"  # class_resample | permutation | paired | fixed_class
     labels_per_class: int = 0  # 0: every student training label; k: k per class, the rest unlabelled (FA only)
     domain_shift: float = 0.0  # Gaussian input noise on the student modality, relative to its std
+    imbalance: float = 0.0  # f > 1: keep (1/f)^(rank/(C-1)) of each student class in training (0: off)
+    disjoint: float = 0.0  # r in (0, 1): paired data only, student keeps fraction r of the shared events (0: off)
     # model
     arch: str | None = None  # default by modality: cnn, seq, mlp, resnet18
     feat_dim: int = 64

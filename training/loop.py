@@ -79,11 +79,26 @@ def _grad_reducer(world: int):
 
 # ----------------------------------------------------------------------------- data
 def prepare_data(cfg: TrainConfig) -> tuple[CrossModalPair, dict[str, CrossModalPair]]:
+    from dataclasses import replace
+
     pair = load_pair(cfg.dataset, swap=cfg.swap, data_dir=cfg.data_dir, arrays_path=cfg.arrays)
     splits = pair.split(cfg.split_seed)
+    train = splits["train"]
+    if cfg.disjoint:  # robustness preset: no training event is seen in both modalities
+        if train.correspondence is None:
+            raise protocols.ProtocolError(f"--disjoint needs paired data (shared events); in {cfg.dataset} the two "
+                                          "modalities share no sample already")
+        s_pool, t_pool = protocols.disjoint(train.teacher.y.numpy()[train.correspondence], cfg.disjoint,
+                                            cfg.split_seed)
+        train = replace(train, student=train.student.subset(s_pool),
+                        teacher=train.teacher.subset(train.correspondence[t_pool]), correspondence=None)
+    if cfg.imbalance:  # robustness preset: a long-tailed student training set
+        keep = protocols.imbalance(train.student.y.numpy(), cfg.imbalance, cfg.split_seed,
+                                   train.student.num_classes)
+        corr = None if train.correspondence is None else train.correspondence[keep]
+        train = replace(train, student=train.student.subset(keep), correspondence=corr)
+    splits["train"] = train
     if cfg.domain_shift:
-        from dataclasses import replace
-
         for k, part in splits.items():
             s = part.student
             x = protocols.domain_shift(s.x, cfg.domain_shift, seed=cfg.split_seed * 31 + len(k), lengths=s.lengths)
