@@ -185,7 +185,7 @@ def train(cfg: TrainConfig) -> Path:
     if resuming:
         saved = json.loads((out / "config.json").read_text())
         free = {"epochs", "quiet", "resume", "overwrite", "device"}  # may change when a run is continued
-        diff = {k: (saved.get(k), v) for k, v in cfg.to_dict().items() if k not in free and saved.get(k) != v}
+        diff = {k: (saved[k], v) for k, v in cfg.to_dict().items() if k not in free and k in saved and saved[k] != v}
         if diff:
             k, (old, new) = next(iter(diff.items()))
             raise ValueError(f"{out} holds a run with another configuration ({k}: {old!r} there, {new!r} now); "
