@@ -62,3 +62,10 @@ def test_deviation_terms_shrink_with_n_and_mcdiarmid_formula():
     assert big.value < small.value and small.kind == "certified"
     with pytest.raises(ValueError, match="eta"):
         mcdiarmid(1.0, 10, 1.5)
+
+
+def test_rate_curve_values_do_not_depend_on_the_number_of_processes():
+    x = np.random.default_rng(0).normal(size=(300, 3))
+    a = rate_curve(x, sizes=[20, 40, 80], repeats=3, seed=2)
+    b = rate_curve(x, sizes=[20, 40, 80], repeats=3, seed=2, n_jobs=2)
+    assert np.array_equal(a.values, b.values) and a.slope == b.slope
