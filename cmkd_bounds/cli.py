@@ -28,21 +28,19 @@ def _cmd_datasets(args) -> int:
 
     rows = []
 
+    def row(label, mod, sizes):
+        rows.append((label, mod.modality, "x".join(map(str, mod.input_shape)), mod.num_classes, *sizes))
+
     def add(pair, label_of):
         splits = pair.split(args.seed)
         for role in ("teacher", "student"):
-            mod = getattr(pair, role)
-            rows.append(
-                (label_of(mod, role), mod.modality, "x".join(map(str, mod.input_shape)),
-                 mod.num_classes, *(len(getattr(splits[k], role)) for k in ("train", "val", "test")))
-            )
+            row(label_of(getattr(pair, role), role), getattr(pair, role),
+                [len(getattr(splits[k], role)) for k in ("train", "val", "test")])
 
     add(load_pair("avmnist"), lambda mod, role: mod.name)
     add(load_pair("synthetic"), lambda mod, role: f"synthetic ({role})")
     digits = load_digits()
-    s = digits.split(args.seed)
-    rows.append(("digits", digits.modality, "x".join(map(str, digits.input_shape)),
-                 digits.num_classes, len(s["train"]), len(s["val"]), len(s["test"])))
+    row("digits", digits, [len(v) for v in digits.split(args.seed).values()])
     missing = []
     for name in AUDIOVISUAL:
         try:
