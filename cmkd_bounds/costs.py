@@ -33,7 +33,10 @@ def as_tensor(x, dtype=torch.float64) -> torch.Tensor:
     """A tensor view of ``x`` (NumPy array or tensor) in ``dtype``; device kept for tensors."""
     if isinstance(x, torch.Tensor):
         return x.to(dtype)
-    return torch.as_tensor(np.asarray(x), dtype=dtype)
+    arr = np.asarray(x)
+    if not arr.flags.writeable:  # read-only (e.g. memory-mapped) arrays: torch wants its own copy
+        arr = arr.copy()
+    return torch.as_tensor(arr, dtype=dtype)
 
 
 def _normalise(x: torch.Tensor) -> torch.Tensor:

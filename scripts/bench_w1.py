@@ -120,7 +120,7 @@ def render(res):
              "## Exact W1 (ours: our cost matrix + POT's network simplex) against POT `emd2`, d = 64", "",
              "| n | ours | POT | abs diff | t ours | t POT | ours/POT | bracket [lower, upper] | width | t bracket "
              "| bracket/exact |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    lines.insert(3, "Times are the fastest of 3 repeats for n <= 3000 (one run above). The bracket runs log-domain "
+    lines.insert(3, "Times are the fastest of 3 repeats for n <= 3000 and a single run above. The bracket runs log-domain "
                  "Sinkhorn at regularisation 0.01 x max cost to convergence (tol 1e-9); on a CPU the network simplex "
                  "is faster at these sizes, so exact W1 stays the default where the dense problem fits.")
     for e in res["exact"]:

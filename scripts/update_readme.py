@@ -42,8 +42,9 @@ def blocks() -> dict:
     for name in ("w1.md", "bilevel.md"):
         f = ROOT / "reports" / "benchmarks" / name
         if f.exists():
-            parts.append(f"From `reports/benchmarks/{name}`:\n\n" + "\n".join(
-                line for line in f.read_text().splitlines()[2:] if line.strip() and not line.startswith("# ")))
+            body = [("#### " + line[3:]) if line.startswith("## ") else line
+                    for line in f.read_text().splitlines() if not line.startswith("# ")]
+            parts.append(f"From `reports/benchmarks/{name}`:\n\n" + "\n".join(body).strip())
     if parts:
         out["benchmarks"] = "\n\n".join(parts)
     return out
