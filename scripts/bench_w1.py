@@ -120,9 +120,9 @@ def render(res):
              "## Exact W1 (ours: our cost matrix + POT's network simplex) against POT `emd2`, d = 64", "",
              "| n | ours | POT | abs diff | t ours | t POT | ours/POT | bracket [lower, upper] | width | t bracket "
              "| bracket/exact |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    lines.insert(3, "Times are the fastest of 3 repeats for n <= 3000 and a single run above. The bracket runs log-domain "
-                 "Sinkhorn at regularisation 0.01 x max cost to convergence (tol 1e-9); on a CPU the network simplex "
-                 "is faster at these sizes, so exact W1 stays the default where the dense problem fits.")
+    lines.insert(3, "Times are the fastest of 3 repeats for n <= 3000 and a single run above. The bracket runs "
+                 "log-domain Sinkhorn at regularisation 0.01 x max cost to convergence (tol 1e-9); on a CPU the "
+                 "network simplex is faster at these sizes, so exact W1 stays the default where it fits.")
     for e in res["exact"]:
         lines.append(f"| {e['n']} | {e['ours']:.6f} | {e['pot']:.6f} | {e['abs_diff']:.1e} | {e['t_ours']:.2f} | "
                      f"{e['t_pot']:.2f} | {e['ratio_ours_over_pot']:.2f} | [{e['bracket_lower']:.5f}, "
