@@ -48,7 +48,8 @@ def malformed_bundles(draw):
                                            st.floats(-10, 10), min_size=int(np.prod(shape)),
                                            max_size=int(np.prod(shape)))), dtype=np.float64).reshape(shape)
         if draw(st.integers(0, 12)) == 0:
-            arr = arr.astype(np.float32) if key.endswith("_y") else arr.astype(np.int32)  # wrong dtype
+            with np.errstate(invalid="ignore"):  # NaN/Inf cast to integers on purpose
+                arr = arr.astype(np.float32) if key.endswith("_y") else arr.astype(np.int32)  # wrong dtype
         arrays[key] = arr
     return arrays
 
