@@ -50,12 +50,12 @@ def _euclidean(x: torch.Tensor, y: torch.Tensor, exact: bool) -> torch.Tensor:
     if not exact:
         return torch.cdist(x, y, p=2)
     xx, yy = (x * x).sum(1), (y * y).sum(1)
-    scale = xx[:, None] + yy[None, :]
-    d2 = (scale - 2.0 * (x @ y.T)).clamp_min(0.0)
-    i, j = torch.nonzero(d2 < 1e-4 * scale, as_tuple=True)
+    d2 = torch.addmm(xx[:, None] + yy[None, :], x, y.T, alpha=-2.0).clamp_min_(0.0)
+    # a superset of the entries where d^2 < 1e-4 (|x_i|^2 + |y_j|^2), found with one scalar comparison
+    i, j = torch.nonzero(d2 < 1e-4 * float(xx.max() + yy.max()), as_tuple=True)
     if len(i):
         d2[i, j] = ((x[i] - y[j]) ** 2).sum(1)
-    return d2.sqrt()
+    return d2.sqrt_()
 
 
 @dataclass(frozen=True)
