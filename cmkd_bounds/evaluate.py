@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cmkd_bounds.atomic import output_folder
-from cmkd_bounds.report import console_summary, write_report
+from cmkd_bounds.report import write_report
 from cmkd_bounds.theorem import BoundReport, FeatureSet, assemble
 
 BUNDLE_KEYS = ("teacher_z", "teacher_y", "student_z", "student_y", "teacher_W", "teacher_b", "student_W", "student_b")
@@ -91,5 +91,3 @@ def evaluate_bundle(path, out, *, cost="l2", eta=0.05, seed=0, overwrite=False, 
     return evaluate_features(fs, out, cost=cost, eta=eta, seed=seed, overwrite=overwrite,
                              title=f"Bound report for {Path(path).name}", source={"bundle": str(path)}, **kw)
 
-
-__all__ = ["load_bundle", "feature_set_from_bundle", "evaluate_features", "evaluate_bundle", "console_summary"]

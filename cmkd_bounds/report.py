@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from cmkd_bounds.atomic import write_bytes, write_text
-from cmkd_bounds.kinds import CERTIFIED
 from cmkd_bounds.theorem import BoundReport
 
 
@@ -209,5 +208,3 @@ def console_summary(report: BoundReport) -> str:
             f"bound estimated  {d['bound_estimated']:.4g}, gap {g['estimated']['absolute']:.4g} "
             f"({100 * g['estimated']['relative']:.1f}%)")
 
-
-__all__ = ["write_report", "console_summary", "bound_json", "terms_csv", "report_md", "CERTIFIED"]

@@ -182,10 +182,9 @@ class BoundReport:
         }
 
 
-def _sum_term(name, parts: list[Term], note: str, extra: float = 0.0, factors=None) -> Term:
-    factors = factors or [1.0] * len(parts)
-    value = sum(f * p.value for f, p in zip(factors, parts)) + extra
-    return Term(name, float(value), weakest(*(p.kind for p in parts)), note,
+def _sum_term(name, parts: list[Term], note: str) -> Term:
+    """The sum of ``parts``, labelled by their weakest kind."""
+    return Term(name, float(sum(p.value for p in parts)), weakest(*(p.kind for p in parts)), note,
                 {"parts": {p.name: p.value for p in parts}})
 
 

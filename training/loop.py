@@ -150,7 +150,7 @@ def train(cfg: TrainConfig) -> Path:
                                   "or choose another --out")
         for f in ("last.safetensors", "best.safetensors", "state.pt", "metrics.jsonl", "result.json"):
             (out / f).unlink(missing_ok=True)
-    pair, splits = prepare_data(cfg)
+    _, splits = prepare_data(cfg)
     train_pair, val_pair, test_pair = splits["train"], splits["val"], splits["test"]
     torch.manual_seed(cfg.seed)
 

@@ -53,7 +53,6 @@ class Batch:
 
 class Method:
     name = "ce"
-    uses_teacher = False
 
     def __init__(self, cfg: TrainConfig, model, optimizer, teacher_head=None, reduce_grads=None, autocast=None):
         self.cfg, self.model, self.opt = cfg, model, optimizer
@@ -87,7 +86,6 @@ class Method:
 
 class VanillaKD(Method):
     name = "vanilla_kd"
-    uses_teacher = True
 
     def check(self, protocol):
         if protocol not in PAIRED_PROTOCOLS:
@@ -111,7 +109,6 @@ class VanillaKD(Method):
 
 class FeatureKD(Method):
     name = "feature_kd"
-    uses_teacher = True
     use_la = False
 
     def step(self, b):
@@ -158,7 +155,6 @@ def _adamw_first_steps(theta: dict, grads: dict, state: dict, lr: float, wd: flo
 
 class UCMKD(Method):
     name = "ucmkd"
-    uses_teacher = True
 
     def _grads(self, loss, params: dict) -> dict:
         names = list(params)
