@@ -78,10 +78,16 @@ def feature_set_from_bundle(arrays: dict[str, np.ndarray], seed: int = 0) -> Fea
 
 
 def evaluate_features(fs: FeatureSet, out: str | Path, *, cost="l2", eta=0.05, seed=0, overwrite=False,
-                      title="Bound report", source: dict | None = None, **kw) -> BoundReport:
-    """Assemble the bounds and write the report folder ``out`` atomically."""
+                      title="Bound report", source: dict | None = None, extra_terms=(), extra_assumptions=(),
+                      **kw) -> BoundReport:
+    """Assemble the bounds and write the report folder ``out`` atomically.
+
+    ``extra_terms`` are shown in the report beside the bound's own terms (not added to any bound).
+    """
     with output_folder(out, overwrite) as tmp:
         report = assemble(fs, cost=cost, eta=eta, seed=seed, **kw)
+        report.terms.extend(extra_terms)
+        report.assumptions.extend(extra_assumptions)
         write_report(report, tmp, title=title, extra=source)
     return report
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from cmkd_bounds.atomic import output_folder, write_bytes, write_text
 from cmkd_bounds.complexity import vc_dimension_upper, vc_uniform_term
+from cmkd_bounds.evaluate import evaluate_features
 from cmkd_bounds.theorem import BoundReport, FeatureSet
 
 
@@ -67,17 +68,11 @@ def evaluate_checkpoints(teacher, student, out, *, cost="l2", eta=0.05, seed=0, 
     fs, info = features_from_checkpoints(teacher, student, split)
     title = (f"Bound report: {info['method']} student ({info['student_modality']}) taught by "
              f"{info['teacher_modality']}, {info['dataset']}, seed {info['seed']}")
-    vc = _vc_terms(info, fs, eta, clip)
-    with output_folder(out, overwrite) as tmp:
-        from cmkd_bounds.report import write_report
-        from cmkd_bounds.theorem import assemble
-
-        report = assemble(fs, cost=cost, eta=eta, seed=seed, clip=clip, posterior=posterior, **kw)
-        report.terms.extend(vc)
-        report.assumptions.append("VC terms (Bartlett et al. 2019) are shown for comparison only; they are not "
-                                  "part of any bound above")
-        write_report(report, tmp, title=title, extra=info)
-    return report
+    return evaluate_features(
+        fs, out, cost=cost, eta=eta, seed=seed, overwrite=overwrite, clip=clip, posterior=posterior, title=title,
+        source=info, extra_terms=_vc_terms(info, fs, eta, clip),
+        extra_assumptions=["VC terms (Bartlett et al. 2019) are shown for comparison only; they are not part of "
+                           "any bound above"], **kw)
 
 
 def evaluate_runs(runs: str | Path, out: str | Path, *, overwrite=False, **kw) -> list[dict]:
