@@ -1,36 +1,47 @@
-"""Ground costs ``delta`` on the feature space ``Z = R^k``.
+r"""Ground costs ``delta`` on the feature space ``Z = R^k``, each a small type that owns what depends on it.
 
-==========  =====================================  ======  =========================
-name        ``delta(x, y)``                        metric  dual norm of gradients
-==========  =====================================  ======  =========================
-``l2``      ``||x - y||_2``                        yes     ``||.||_2``
-``l1``      ``||x - y||_1``                        yes     ``||.||_inf``
-``chordal`` ``||x/||x|| - y/||y|| ||_2``           yes*    ``||.||_2`` on the sphere
-``cosine``  ``1 - <x, y> / (||x|| ||y||)``         no      (none)
-==========  =====================================  ======  =========================
+==========  =====================================  ======  ==============  ==============================
+name        ``delta(x, y)``                        metric  gradient norm   head Lipschitz bound certified?
+==========  =====================================  ======  ==============  ==============================
+``l2``      ``||x - y||_2``                        yes     ``||.||_2``     yes
+``l1``      ``||x - y||_1``                        yes     ``||.||_inf``   yes
+``chordal`` ``||x/||x|| - y/||y|| ||_2``           yes*    ``||.||_2``     no (head not scale-invariant)
+``cosine``  ``1 - <x, y> / (||x|| ||y||)``         no      (none)          no (not a metric)
+==========  =====================================  ======  ==============  ==============================
 
 (*) ``chordal`` is a metric on directions (a pseudometric on ``R^k``: ``x`` and ``2x`` are at
 distance 0). A function of ``z`` is Lipschitz for it only if it depends on ``z`` through
-``z/||z||``. ``cosine`` is half the squared chordal distance and breaks the triangle inequality
-(``cos`` of three directions at 0, 45 and 90 degrees: ``1 > 2 (1 - 1/sqrt 2) ~ 0.586``), so
-Kantorovich–Rubinstein does not apply and no bound under it is certified.
+``z/||z||``, which a linear head does not, so Lipschitz bounds of the head are not certified under
+it. ``cosine`` is half the squared chordal distance and breaks the triangle inequality (three
+directions at 0, 45 and 90 degrees: ``1 > 2 (1 - 1/sqrt 2) ~ 0.586``), so Kantorovich–Rubinstein
+does not apply and no bound under it is certified.
 
-A function ``f`` with ``||grad f||_* <= L`` everywhere (``*`` the dual norm) is ``L``-Lipschitz
-for the matching metric, which is how :mod:`cmkd_bounds.lipschitz` uses ``dual_norm``.
+A function ``f`` with ``||grad f||_* <= L`` everywhere (``*`` the cost's gradient norm, the dual of
+the norm that defines the cost) is ``L``-Lipschitz for the matching metric. For a linear head
+``s = W z + b`` and a function ``phi`` of the logits, ``||W^T v||_* <= head_factor(W) ||v||_logit``
+(:meth:`Cost.head_factor`), which is how :mod:`cmkd_bounds.lipschitz` uses a cost.
+
+torch is imported inside the methods, so importing this module (the command line reads the cost
+names from :data:`COSTS`) stays cheap.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
+
+from cmkd_bounds.kinds import CERTIFIED, ESTIMATED
 
 _EPS = 1e-12
 
 
-def as_tensor(x, dtype=torch.float64) -> torch.Tensor:
-    """A tensor view of ``x`` (NumPy array or tensor) in ``dtype``; device kept for tensors."""
+def as_tensor(x, dtype=None):
+    """A tensor view of ``x`` (NumPy array or tensor) in ``dtype`` (default float64); device kept for tensors."""
+    import torch
+
+    dtype = dtype or torch.float64
     if isinstance(x, torch.Tensor):
         return x.to(dtype)
     arr = np.asarray(x)
@@ -39,14 +50,16 @@ def as_tensor(x, dtype=torch.float64) -> torch.Tensor:
     return torch.as_tensor(arr, dtype=dtype)
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
+def _normalise(x):
     return x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)
 
 
-def _euclidean(x: torch.Tensor, y: torch.Tensor, exact: bool) -> torch.Tensor:
+def euclidean(x, y, exact: bool):
     """Pairwise Euclidean distances by the Gram form; with ``exact``, the entries where the form
     cancels (``d^2 < 1e-4 (|x|^2 + |y|^2)``, relative error above ~1e-12) are recomputed from the
     differences, so every entry is accurate to ~1e-12 relative at matrix-multiply speed."""
+    import torch
+
     if not exact:
         return torch.cdist(x, y, p=2)
     xx, yy = (x * x).sum(1), (y * y).sum(1)
@@ -60,61 +73,224 @@ def _euclidean(x: torch.Tensor, y: torch.Tensor, exact: bool) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Cost:
+    """A ground cost. Subclasses implement :meth:`matrix` and :meth:`rows`; the rest is data.
+
+    Attributes
+    ----------
+    name : registry name.
+    is_metric : whether ``delta`` satisfies the triangle inequality (Kantorovich–Rubinstein applies).
+    lipschitz_kind : the kind of the Lipschitz bounds of a linear head under this cost
+        (``certified`` where a head's gradient bound implies a global Lipschitz bound).
+    reason : why bounds under this cost are not certified ("" when they are).
+    """
+
     name: str
     is_metric: bool
-    dual_norm: str | None  # "l2" or "linf": the norm of gradients that bounds Lipschitz constants
+    lipschitz_kind: str
+    reason: str = ""
 
-    def pairwise(self, x, y) -> torch.Tensor:
-        """Cost matrix ``C[i, j] = delta(x_i, y_j)`` in float64; ``x`` ``(n, k)``, ``y`` ``(m, k)`` -> ``(n, m)``."""
+    # ---------------------------------------------------------------- distances
+    def pairwise(self, x, y):
+        """Cost matrix ``C[i, j] = delta(x_i, y_j)`` in float64, accurate entries; ``(n, k), (m, k) -> (n, m)``."""
         x, y = as_tensor(x), as_tensor(y)
         if x.dim() != 2 or y.dim() != 2 or x.shape[1] != y.shape[1]:
             raise ValueError(f"cost {self.name}: expected (n, k) and (m, k) arrays, got {tuple(x.shape)}, "
                              f"{tuple(y.shape)}")
         return self.matrix(x, y, exact=True)
 
-    def matrix(self, x: torch.Tensor, y: torch.Tensor, exact: bool = False) -> torch.Tensor:
+    def matrix(self, x, y, exact: bool = False):
         """:meth:`pairwise` on tensors as given (dtype, device and autograd kept): for training losses.
 
         ``exact=False`` computes Euclidean distances by the Gram form ``|x|^2 + |y|^2 - 2 x.y``
         (matrix-multiply speed, cancellation error about ``sqrt(machine eps) * |x|`` between
-        near-coincident points); ``exact=True`` takes the differences directly.
+        near-coincident points); ``exact=True`` takes the differences where the form cancels.
         """
-        if self.name == "l2":
-            return _euclidean(x, y, exact)
-        if self.name == "l1":
-            return torch.cdist(x, y, p=1)
-        if self.name == "chordal":
-            return _euclidean(_normalise(x), _normalise(y), exact)
-        if self.name == "cosine":
-            return (1.0 - _normalise(x) @ _normalise(y).T).clamp_min(0.0)
-        raise AssertionError(self.name)
+        raise NotImplementedError
 
-    def __call__(self, x, y) -> torch.Tensor:
+    def rows(self, x, y):
         """Cost between matched rows: ``delta(x_i, y_i)``, shape ``(n,)``."""
-        x, y = as_tensor(x), as_tensor(y)
-        if self.name == "l2":
-            return (x - y).norm(dim=-1)
-        if self.name == "l1":
-            return (x - y).abs().sum(-1)
-        if self.name == "chordal":
-            return (_normalise(x) - _normalise(y)).norm(dim=-1)
+        raise NotImplementedError
+
+    def __call__(self, x, y):
+        return self.rows(as_tensor(x), as_tensor(y))
+
+    # ---------------------------------------------------------------- what depends on the cost
+    def gradient_norm(self, g):
+        """The norm in which gradients are measured (dual of the cost's norm), over the last axis."""
+        return g.norm(dim=-1)
+
+    def head_factor(self, W) -> tuple[float, str]:
+        """``(factor, logit_norm)`` with ``||W^T v||_* <= factor * ||v||_{logit_norm}`` for ``v`` summing to 0.
+
+        ``W`` is ``(C, k)``. For the Euclidean costs the factor is the operator norm of the centred
+        head ``Pi W`` (``Pi = I - 11^T / C``): the gradients of softmax losses sum to zero, so only
+        ``Pi W`` acts on them, and ``||Pi W||_op <= ||W||_op``.
+        """
+        import torch
+
+        W = as_tensor(W)
+        Wc = W - W.mean(0, keepdim=True)
+        return float(torch.linalg.matrix_norm(Wc, ord=2)), "l2"
+
+    def operator_norm(self, W) -> float:
+        """``||W^T||`` from the gradient norm to itself: how much a layer ``W`` ``(out, in)`` can grow a gradient."""
+        import torch
+
+        return float(torch.linalg.matrix_norm(as_tensor(W), ord=2))
+
+    def box_diameter(self, lo, hi) -> float:
+        """Diameter under this cost of the axis-aligned box ``[lo, hi]``."""
+        return float(np.linalg.norm(np.asarray(hi, float) - np.asarray(lo, float)))
+
+    def cell_diameter(self, side: float, dim: int, level: int) -> float:
+        """Diameter of a level-``level`` dyadic cell of a cube of side ``side`` in ``R^dim``."""
+        return side * math.sqrt(dim) * 2.0**-level
+
+    @property
+    def has_1d_formula(self) -> bool:
+        """Whether on the real line the cost is ``|x - y|`` (so the 1-D closed form applies)."""
+        return False
+
+    @property
+    def sliced_is_lower(self) -> bool:
+        """Whether every 1-D projection is 1-Lipschitz for the cost (sliced W1 is then a lower bound)."""
+        return False
+
+
+class _L2(Cost):
+    def matrix(self, x, y, exact=False):
+        return euclidean(x, y, exact)
+
+    def rows(self, x, y):
+        return (x - y).norm(dim=-1)
+
+    has_1d_formula = property(lambda self: True)
+    sliced_is_lower = property(lambda self: True)
+
+
+class _L1(Cost):
+    def matrix(self, x, y, exact=False):
+        import torch
+
+        return torch.cdist(x, y, p=1)
+
+    def rows(self, x, y):
+        return (x - y).abs().sum(-1)
+
+    def gradient_norm(self, g):
+        return g.abs().max(-1).values
+
+    def head_factor(self, W):
+        """``||W^T v||_inf <= max_{y,k} |W_yk| ||v||_1``, also with ``Pi W`` in place of ``W`` (``v`` sums to 0)."""
+        W = as_tensor(W)
+        return min(float(W.abs().max()), float((W - W.mean(0, keepdim=True)).abs().max())), "l1"
+
+    def operator_norm(self, W):
+        """``||W^T v||_inf <= max_k sum_y |W_yk| ||v||_inf``."""
+        return float(as_tensor(W).abs().sum(0).max())
+
+    def box_diameter(self, lo, hi):
+        return float(np.abs(np.asarray(hi, float) - np.asarray(lo, float)).sum())
+
+    def cell_diameter(self, side, dim, level):
+        return side * dim * 2.0**-level
+
+    has_1d_formula = property(lambda self: True)
+    sliced_is_lower = property(lambda self: True)
+
+
+class _Chordal(Cost):
+    def matrix(self, x, y, exact=False):
+        return euclidean(_normalise(x), _normalise(y), exact)
+
+    def rows(self, x, y):
+        return (_normalise(x) - _normalise(y)).norm(dim=-1)
+
+    def box_diameter(self, lo, hi):
+        return 2.0  # normalised vectors lie on the unit sphere
+
+    def cell_diameter(self, side, dim, level):
+        """Normalised vectors lie in ``[-1, 1]^dim``: cells of side ``2^(1-level)``, capped by the sphere's 2."""
+        return min(2.0, 2.0 * math.sqrt(dim) * 2.0**-level)
+
+
+class _Cosine(_Chordal):
+    def matrix(self, x, y, exact=False):
+        return (1.0 - _normalise(x) @ _normalise(y).T).clamp_min(0.0)
+
+    def rows(self, x, y):
         return (1.0 - (_normalise(x) * _normalise(y)).sum(-1)).clamp_min(0.0)
 
-    def diameter_of_box(self, lo, hi) -> float:
-        """Diameter under this cost of the box ``[lo, hi]`` (for chordal/cosine: of the sphere)."""
-        side = as_tensor(hi) - as_tensor(lo)
-        if self.name == "l2":
-            return float(side.norm())
-        if self.name == "l1":
-            return float(side.abs().sum())
-        return 2.0
+
+class _Linf(Cost):
+    """``max_k |x_k - y_k|``: the sup-norm metric (of the margins, in the class-conditional form)."""
+
+    def matrix(self, x, y, exact=False):
+        import torch
+
+        return torch.cdist(x, y, p=float("inf"))
+
+    def rows(self, x, y):
+        return (x - y).abs().max(-1).values
 
 
-COSTS = {
-    "l2": Cost("l2", True, "l2"),
-    "l1": Cost("l1", True, "linf"),
-    "chordal": Cost("chordal", True, "l2"),
-    "cosine": Cost("cosine", False, None),
+class _Oscillation(Cost):
+    """``(max_k (x - y)_k - min_k (x - y)_k) / 2``: a metric on logits modulo constant shifts."""
+
+    def matrix(self, x, y, exact=False):
+        import torch
+
+        out = torch.empty(x.shape[0], y.shape[0], dtype=x.dtype, device=x.device)
+        rows = max(1, 2**24 // max(1, y.shape[0] * x.shape[1]))  # bound the (rows, m, k) difference tensor
+        for s in range(0, x.shape[0], rows):
+            diff = x[s : s + rows, None, :] - y[None, :, :]
+            out[s : s + rows] = 0.5 * (diff.amax(-1) - diff.amin(-1))
+        return out
+
+    def rows(self, x, y):
+        diff = x - y
+        return 0.5 * (diff.amax(-1) - diff.amin(-1))
+
+
+@dataclass(frozen=True)
+class Truncated(Cost):
+    """``min(base(x, y), at)``: a metric whenever ``base`` is one (bounded by ``at``).
+
+    A function ``g`` with values in an interval of width ``B`` that is ``L``-Lipschitz for ``base``
+    is ``L``-Lipschitz for ``min(base, B / L)``, since ``|g(x) - g(y)| <= min(L base(x, y), B)``.
+    """
+
+    base: Cost | None = None
+    at: float = float("inf")
+
+    def matrix(self, x, y, exact=False):
+        return self.base.matrix(x, y, exact).clamp_max(self.at)
+
+    def rows(self, x, y):
+        return self.base.rows(x, y).clamp_max(self.at)
+
+    def gradient_norm(self, g):
+        return self.base.gradient_norm(g)
+
+
+def truncated(base: Cost | str, at: float) -> Truncated:
+    """The cost ``min(base, at)`` (``at > 0``)."""
+    base = get_cost(base)
+    if not at > 0:
+        raise ValueError(f"truncation level must be > 0, got {at}")
+    return Truncated(f"{base.name}_trunc", base.is_metric, base.lipschitz_kind, base.reason, base, float(at))
+
+
+LINF = _Linf("linf", True, CERTIFIED)
+OSCILLATION = _Oscillation("osc", True, CERTIFIED)
+
+COSTS: dict[str, Cost] = {
+    "l2": _L2("l2", True, CERTIFIED),
+    "l1": _L1("l1", True, CERTIFIED),
+    "chordal": _Chordal("chordal", True, ESTIMATED,
+                        "chordal: a linear head is not scale-invariant, so its Lipschitz bounds do not hold "
+                        "in this metric"),
+    "cosine": _Cosine("cosine", False, ESTIMATED, "cosine is not a metric: Kantorovich-Rubinstein does not apply"),
 }
 
 

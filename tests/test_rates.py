@@ -5,13 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from cmkd_bounds.rates import (
-    deviation_certified,
-    expected_w1_dyadic,
-    mcdiarmid,
-    rate_curve,
-    twonn_dimension,
-)
+from cmkd_bounds.concentration import mcdiarmid
+from cmkd_bounds.costs import get_cost
+from cmkd_bounds.rates import deviation_dyadic, expected_w1_dyadic, rate_curve, twonn_dimension
 from cmkd_bounds.wasserstein import w1_1d
 
 
@@ -51,17 +47,42 @@ def test_dyadic_bound_orders():
     assert r1 == pytest.approx(0.1, rel=0.35)  # n^(-1/2)
     r4 = expected_w1_dyadic(10**8, 4, 1.0) / expected_w1_dyadic(10**4, 4, 1.0)
     assert r4 == pytest.approx(0.1, rel=0.5)  # n^(-1/4)
-    assert expected_w1_dyadic(1000, 64, 1.0) == 1.0  # vacuous: the diameter
+    assert expected_w1_dyadic(1000, 64, 1.0) == 8.0  # vacuous: the cube's diameter, sqrt(64)
+
+
+def test_cell_diameters_follow_the_cost():
+    """Issue 11 #5: chordal cells of normalised vectors have diameter min(2, 2 sqrt(d) 2^-j)."""
+    assert get_cost("chordal").cell_diameter(2.0, 16, 0) == 2.0
+    assert get_cost("chordal").cell_diameter(2.0, 16, 3) == pytest.approx(min(2.0, 2 * 4 * 2**-3))
+    assert get_cost("chordal").cell_diameter(2.0, 16, 5) == pytest.approx(2 * 4 * 2**-5)
+    assert get_cost("l2").cell_diameter(1.0, 9, 1) == pytest.approx(3 * 0.5)
+    assert get_cost("l1").cell_diameter(1.0, 9, 1) == pytest.approx(9 * 0.5)
 
 
 def test_deviation_terms_shrink_with_n_and_mcdiarmid_formula():
     assert mcdiarmid(2.0, 50, 0.1) == pytest.approx(2 * math.sqrt(math.log(10) / 100))
     rng = np.random.default_rng(0)
-    small = deviation_certified(rng.uniform(size=(100, 2)), 0.05)
-    big = deviation_certified(rng.uniform(size=(10000, 2)), 0.05)
-    assert big.value < small.value and small.kind == "certified"
+    small = deviation_dyadic(rng.uniform(size=(100, 2)), 0.05)
+    big = deviation_dyadic(rng.uniform(size=(10000, 2)), 0.05)
+    assert big.value < small.value and small.kind == "estimated"
     with pytest.raises(ValueError, match="eta"):
         mcdiarmid(1.0, 10, 1.5)
+
+
+def test_dyadic_deviation_rests_on_a_false_support_assumption():
+    """Issue 11 #2: with a rare far mode the population leaves the sample's bounding box, and the dyadic term
+    falls below the true W1(P^_n, P) in a sizeable fraction of draws: it is an estimate, never a certificate."""
+    from cmkd_bounds.wasserstein import w1_1d
+
+    rng = np.random.default_rng(0)
+    pop = np.r_[rng.normal(size=95_000), rng.normal(size=5_000) + 100.0]  # 5 % of the mass far away
+    fails = 0
+    for _ in range(40):
+        x = rng.choice(pop, 20)[:, None]
+        t = deviation_dyadic(x, 0.05)
+        fails += w1_1d(x[:, 0], pop[::10]) > t.value
+        assert t.kind == "estimated" and "bounding box" in t.note
+    assert fails >= 4
 
 
 def test_rate_curve_values_do_not_depend_on_the_number_of_processes():

@@ -78,14 +78,15 @@ def test_vanilla_kd_refuses_unpaired_protocols(teacher_ckpt, tmp_path):
         with pytest.raises(ValueError, match="needs a pairing"):
             train(TrainConfig(method="vanilla_kd", protocol=protocol, teacher=str(teacher_ckpt), epochs=1,
                               out=str(tmp_path / protocol), **SYN))
+        assert not (tmp_path / protocol).exists()  # refused before anything is written
 
 
 def test_checkpoint_round_trip_rebuilds_the_model_alone(teacher_ckpt):
     model, meta = load_model(teacher_ckpt, expect_kind="teacher")
-    for key in ("spec", "modality", "dataset", "split_seed", "feat_dim", "cost", "method", "config", "metrics"):
-        assert key in meta
-    assert meta["kind"] == "teacher" and meta["feat_dim"] == 8
-    x = torch.randn(3, *meta["spec"]["input_shape"])
+    for key in ("spec", "modality", "dataset", "split_seed", "feat_dim", "cost", "method", "config", "metrics", "data"):
+        assert getattr(meta, key) is not None
+    assert meta.kind == "teacher" and meta.feat_dim == 8 and meta.data["dataset"] == "synthetic"
+    x = torch.randn(3, *meta.spec["input_shape"])
     again, _ = load_model(teacher_ckpt)
     assert torch.equal(model(x), again(x))
     with pytest.raises(CheckpointError, match="a teacher checkpoint where a student is expected"):
@@ -111,7 +112,7 @@ def test_malicious_pickle_is_refused(tmp_path):
 
 def test_resume_equals_uninterrupted_run(teacher_ckpt, tmp_path):
     common = dict(method="ucmkd", teacher=str(teacher_ckpt), epochs=3, seed=5, **SYN)
-    full = train(TrainConfig(out=str(tmp_path / "full"), **common))
+    full = train(TrainConfig(out=str(tmp_path / "full"), **common)).path
     part = tmp_path / "part"
     train(TrainConfig(out=str(part), **{**common, "epochs": 1}))  # "killed" after epoch 1
     cfg = json.loads((part / "config.json").read_text())
@@ -120,7 +121,7 @@ def test_resume_equals_uninterrupted_run(teacher_ckpt, tmp_path):
     a, _ = read_checkpoint(full / "last.safetensors")
     _, wa = read_checkpoint(full / "last.safetensors")
     _, wb = read_checkpoint(part / "last.safetensors")
-    assert a["epoch"] == 3
+    assert a.epoch == 3
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
@@ -131,6 +132,7 @@ def len_train_batches(teacher_ckpt):
     return -(-n // 32)
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_keep_identical_weights(teacher_ckpt, tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(
@@ -153,18 +155,30 @@ def test_torchrun_two_ranks_keep_identical_weights(teacher_ckpt, tmp_path):
 
 
 def test_multiseed_table_and_evaluate_runs(teacher_ckpt, tmp_path, capsys):
-    from cmkd_bounds.cli import main
-    from training.experiments import multiseed
+    from cmkd_bounds.app.cli import main
+    from cmkd_bounds.app.experiments import multiseed
 
     table = multiseed(TrainConfig(method="joint", epochs=1, **SYN), [0, 1], tmp_path / "ms", teacher_epochs=1)
     text = table.read_text()
     assert "±" in text and "joint on synthetic" in text
     rows = (tmp_path / "ms" / "table.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("seed,teacher_test_acc,student_test_acc")
-    assert main(["evaluate", "--runs", str(tmp_path / "ms"), "--out", str(tmp_path / "ev")]) == 0
+    # issue 9 #7: evaluate --runs finds each run's teacher from any working directory
+    import os
+
+    here = os.getcwd()
+    try:
+        os.chdir(tmp_path / "ms" / "seed0")
+        assert main(["evaluate", "--runs", str(tmp_path / "ms"), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
+    finally:
+        os.chdir(here)
     summary = (tmp_path / "ev" / "summary.csv").read_text().splitlines()
     assert len(summary) == 3 and (tmp_path / "ev" / "bound_gap_by_method.png").exists()
     assert (tmp_path / "ev" / "seed0__student" / "bound.json").exists()
+    # rerunning resumes: the reports are reused, not recomputed
+    mtime = (tmp_path / "ev" / "seed0__student" / "bound.json").stat().st_mtime
+    assert main(["evaluate", "--runs", str(tmp_path / "ms"), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
+    assert (tmp_path / "ev" / "seed0__student" / "bound.json").stat().st_mtime == mtime
 
 
 def test_robustness_presets_shape_the_training_pools():
@@ -185,3 +199,7 @@ def test_robustness_presets_shape_the_training_pools():
     assert counts.max() / counts.min() == pytest.approx(10, rel=0.2)
     with pytest.raises(ValueError, match="share no sample"):
         prepare_data(TrainConfig(dataset="avmnist", disjoint=0.5))
+    # issue 15 #4: the preset says what it dropped, and a paired protocol is refused naming the dataset at hand
+    assert "training pairs" in tr.info["disjoint"]["dropped"] and disj["test"].correspondence is not None
+    with pytest.raises(ValueError, match="leaves synthetic no training pair"):
+        prepare_data(TrainConfig(disjoint=0.5, protocol="paired", **base))

@@ -1,9 +1,10 @@
 """Self-describing checkpoints that load without unpickling anything.
 
-A checkpoint is one ``.safetensors`` file: the model's tensors plus a ``cmkd`` metadata entry, a
-JSON document with ``format``, ``kind`` (teacher | student), ``spec`` (rebuilds the model),
-``modality``, ``dataset``, ``protocol``, ``split_seed``, ``feat_dim``, ``cost``, ``method``, the
-full training ``config``, ``metrics`` and ``epoch``. :func:`load_model` needs nothing else.
+A checkpoint is one ``.safetensors`` file: the model's tensors plus a ``cmkd`` metadata entry, the
+JSON form of :class:`CheckpointMeta` (model spec, modality, dataset and its fingerprint, split seed,
+feature size, cost, method, protocol, the full training config, the teacher it was taught by, the
+epoch and metrics). :func:`load_model` needs nothing else, and :func:`check_compatible` is the one
+place where a teacher and a student are checked against each other.
 
 Resumable optimiser state lives beside it in ``state.pt`` (tensors and numbers only), loaded with
 ``torch.load(weights_only=True)`` so no code can run from it.
@@ -11,7 +12,9 @@ Resumable optimiser state lives beside it in ``state.pt`` (tensors and numbers o
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -22,20 +25,108 @@ from safetensors.torch import save as st_save
 from cmkd_bounds.atomic import write_bytes
 from training.models import Model
 
-FORMAT = "cmkd-bounds/checkpoint/1"
+FORMAT = "cmkd-bounds/checkpoint/2"
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
-def save_checkpoint(path, model: Model, meta: dict) -> Path:
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint says about itself.
+
+    ``data`` is the data fingerprint (:func:`training.datasets.fingerprint`); ``teacher`` (students
+    only) holds the teacher checkpoint's absolute path, its path relative to this checkpoint's
+    folder and its SHA-256, so it is found from any working directory and a replaced teacher is
+    noticed.
+    """
+
+    kind: str
+    spec: dict
+    modality: str
+    modality_name: str
+    dataset: str
+    swap: bool
+    split_seed: int
+    feat_dim: int
+    cost: str
+    method: str
+    protocol: str | None
+    config: dict
+    data: dict
+    teacher: dict | None = None
+    epoch: int = 0
+    metrics: dict = field(default_factory=dict)
+    num_labelled: int = 0
+    pairing: dict = field(default_factory=dict)
+    format: str = FORMAT
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str, path) -> CheckpointMeta:
+        d = json.loads(raw)
+        if d.get("format") != FORMAT:
+            raise CheckpointError(f"{path}: checkpoint format {d.get('format')!r}, this version reads {FORMAT!r} "
+                                  "(retrain with this version)")
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING and f.name not in d]
+        if missing:
+            raise CheckpointError(f"{path}: checkpoint metadata lacks {', '.join(missing)}")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def check_compatible(teacher: CheckpointMeta, student: CheckpointMeta, what: str = "teacher and student") -> None:
+    """The one compatibility check: same benchmark, direction, splits, data and feature space."""
+    if teacher.kind != "teacher" or student.kind != "student":
+        raise CheckpointError(f"{what}: expected a teacher and a student checkpoint, got {teacher.kind} and "
+                              f"{student.kind}")
+    for key in ("dataset", "swap", "split_seed", "feat_dim"):
+        a, b = getattr(teacher, key), getattr(student, key)
+        if a != b:
+            raise CheckpointError(f"{what} disagree on {key}: {a!r} vs {b!r} (the student must see the teacher's "
+                                  "benchmark, direction, splits and feature space)")
+    if teacher.data != student.data:
+        raise CheckpointError(f"{what} were trained on different data: {teacher.data} vs {student.data}")
+
+
+def teacher_reference(teacher_path) -> dict:
+    """How a student checkpoint records its teacher (resolved in :func:`resolve_teacher`)."""
+    from cmkd_bounds.atomic import file_sha256
+
+    p = Path(teacher_path).resolve()
+    return {"path": str(p), "sha256": file_sha256(p)}
+
+
+def resolve_teacher(student: CheckpointMeta, student_path) -> Path:
+    """The teacher checkpoint a student was taught by, found from any working directory."""
+    ref = student.teacher or {}
+    here = Path(student_path).resolve().parent
+    cands = [Path(ref["path"])] if ref.get("path") else []
+    if ref.get("relative"):
+        cands.append(here / ref["relative"])
+    for c in cands:
+        if c.is_file():
+            return c
+    raise CheckpointError(f"{student_path}: its teacher checkpoint is not found (looked at "
+                          f"{', '.join(map(str, cands)) or 'nothing recorded'}); give it with --teacher")
+
+
+def save_checkpoint(path, model: Model, meta: CheckpointMeta) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    info = {"format": FORMAT, "spec": model.spec, **meta}
-    return write_bytes(path, st_save(tensors, metadata={"cmkd": json.dumps(info)}))
+    if meta.teacher and meta.teacher.get("path"):
+        import os
+
+        rel = os.path.relpath(meta.teacher["path"], Path(path).resolve().parent)
+        meta = dataclasses.replace(meta, teacher={**meta.teacher, "relative": rel})
+    meta = dataclasses.replace(meta, spec=model.spec)
+    return write_bytes(path, st_save(tensors, metadata={"cmkd": meta.to_json()}))
 
 
-def read_checkpoint(path) -> tuple[dict, dict[str, torch.Tensor]]:
+def read_checkpoint(path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
     """``(meta, tensors)`` of a checkpoint; a clear error for anything that is not one of ours."""
     path = Path(path)
     if not path.is_file():
@@ -57,18 +148,15 @@ def read_checkpoint(path) -> tuple[dict, dict[str, torch.Tensor]]:
     raw = header.get("__metadata__", {}).get("cmkd")
     if raw is None:
         raise CheckpointError(f"{path}: a safetensors file without cmkd-bounds metadata")
-    meta = json.loads(raw)
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
-    return meta, tensors
+    return CheckpointMeta.from_json(raw, path), tensors
 
 
-def load_model(path, expect_kind: str | None = None, device="cpu") -> tuple[Model, dict]:
+def load_model(path, expect_kind: str | None = None, device="cpu") -> tuple[Model, CheckpointMeta]:
     """Rebuild the model from the checkpoint alone; ``expect_kind`` guards teacher/student mix-ups."""
     meta, tensors = read_checkpoint(path)
-    if expect_kind and meta.get("kind") != expect_kind:
-        raise CheckpointError(f"{path}: a {meta.get('kind')} checkpoint where a {expect_kind} is expected")
-    model = Model(meta["spec"])
+    if expect_kind and meta.kind != expect_kind:
+        raise CheckpointError(f"{path}: a {meta.kind} checkpoint where a {expect_kind} is expected")
+    model = Model(meta.spec)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:

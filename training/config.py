@@ -1,7 +1,8 @@
 """Typed training configuration, with defaults, command-line overrides and JSON round-trip.
 
 One flat dataclass: every field is a ``--option`` of ``cmkd-bounds train`` (underscores become
-dashes) and the whole config is saved into every checkpoint and the run folder.
+dashes) and the whole config is saved into every checkpoint and the run folder. This module imports
+nothing heavy, so the command line can check its arguments before torch is loaded.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import dataclasses
 import typing
 from dataclasses import dataclass, fields
 
-METHODS = ("ce", "vanilla_kd", "feature_kd", "joint", "ucmkd")
+from training.names import DEFAULT_DATASET, METHODS, MODALITY_DATASETS, PAIR_DATASETS, PAIRED_PROTOCOLS, PROTOCOLS
+
+# fields that may change when a finished or interrupted run is continued (they do not change its result)
+RESUMABLE_CHANGES = frozenset({"epochs", "quiet", "resume", "overwrite", "device"})
 
 
 @dataclass
@@ -21,13 +25,15 @@ class TrainConfig:
     method: str = "ucmkd"  # students: ce | vanilla_kd | feature_kd | joint | ucmkd (teachers: ce)
     teacher: str | None = None  # teacher checkpoint, for students
     # data
-    dataset: str = "avmnist"
+    dataset: str = DEFAULT_DATASET
     swap: bool = False  # exchange the modalities (avmnist: spoken digits teach images)
     data_dir: str | None = None
-    arrays: str | None = None
+    arrays: str | None = None  # a user's .npz (with --dataset arrays)
+    standardize: bool = False  # arrays: standardise each feature by its training-split mean and std
+    allow_label_disagreement: bool = False  # accept a correspondence whose paired labels agree < 90 %
     split_seed: int = 0
     protocol: str = "class_resample"  # class_resample | permutation | paired | fixed_class
-    labels_per_class: int = 0  # 0: every student training label; k: k per class, the rest unlabelled (FA only)
+    labels_per_class: int = 0  # 0: every student training label; k: k per class, the rest unlabelled
     domain_shift: float = 0.0  # Gaussian input noise on the student modality, relative to its std
     imbalance: float = 0.0  # f > 1: keep (1/f)^(rank/(C-1)) of each student class in training (0: off)
     disjoint: float = 0.0  # r in (0, 1): paired data only, student keeps fraction r of the shared events (0: off)
@@ -39,7 +45,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    clip: float = 5.0
+    grad_clip: float = 5.0  # gradient-norm clip of every optimiser step
     # alignment
     cost: str = "l2"
     reg: float = 0.1
@@ -62,19 +68,48 @@ class TrainConfig:
     overwrite: bool = False
 
     def validate(self) -> TrainConfig:
+        """Every check that needs no data, so a bad option fails before anything is written."""
+        from cmkd_bounds.costs import COSTS
+
         if self.role not in ("teacher", "student"):
             raise ValueError(f"role must be teacher or student, got {self.role!r}")
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; known: {', '.join(PROTOCOLS)}")
+        if self.dataset in MODALITY_DATASETS:
+            raise ValueError(f"{self.dataset!r} is a single modality, and a run needs a teacher and a student "
+                             f"modality: use a pair ({', '.join(PAIR_DATASETS)}); avmnist = mnist teaches fsdd, "
+                             "digits-fsdd = digits teaches fsdd (--swap exchanges the roles)")
+        if self.dataset not in PAIR_DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; known pairs: {', '.join(PAIR_DATASETS)}")
+        if self.arrays and self.dataset != "arrays":
+            raise ValueError(f"--arrays FILE is read only with --dataset arrays (this run has --dataset "
+                             f"{self.dataset})")
+        if self.dataset == "arrays" and not self.arrays:
+            raise ValueError("--dataset arrays needs --arrays FILE.npz")
+        if self.standardize and self.dataset != "arrays":
+            raise ValueError("--standardize applies to --dataset arrays (the shipped datasets are already scaled)")
+        if self.cost not in COSTS:
+            raise ValueError(f"unknown cost {self.cost!r}; known: {', '.join(COSTS)}")
         if self.role == "student" and not self.teacher:
             raise ValueError("a student run needs --teacher CHECKPOINT")
-        for name in ("epochs", "batch_size", "sinkhorn_iters"):
+        for name in ("epochs", "batch_size", "sinkhorn_iters", "feat_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.n1 < 0 or self.n2 < 0 or self.labels_per_class < 0:
             raise ValueError("n1, n2 and labels_per_class must be >= 0")
-        if self.lr <= 0 or self.reg <= 0:
-            raise ValueError("lr and reg must be > 0")
+        if self.lr <= 0 or self.reg <= 0 or self.grad_clip <= 0:
+            raise ValueError("lr, reg and grad_clip must be > 0")
+        if self.role == "student":
+            if self.method == "vanilla_kd" and self.protocol not in PAIRED_PROTOCOLS:
+                raise ValueError(f"vanilla_kd distils each item from its paired teacher item and needs a pairing "
+                                 f"(protocol paired, or fixed_class as a class-matched stand-in); {self.protocol!r} "
+                                 "re-draws or ignores partners, so there is no pairing to distil from")
+            if self.labels_per_class and self.protocol == "class_resample":
+                raise ValueError("class_resample draws each item's partner from the item's class, and with "
+                                 "--labels-per-class the unlabelled items have no class to draw from: use permutation "
+                                 "(random partners), or paired / fixed_class where the data are paired")
         return self
 
     def to_dict(self) -> dict:
@@ -83,7 +118,15 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
+        d = dict(d)
+        if "clip" in d and "grad_clip" not in d:  # runs written before the rename
+            d["grad_clip"] = d.pop("clip")
         return cls(**{k: v for k, v in d.items() if k in known})
+
+    def differences(self, saved: dict) -> dict:
+        """``{field: (saved, now)}`` for every field that differs from a saved config (except resumable ones)."""
+        other = TrainConfig.from_dict(saved).to_dict()
+        return {k: (other[k], v) for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES and other[k] != v}
 
 
 def add_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
@@ -98,10 +141,16 @@ def add_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default)
             continue
         base = next((t for t in typing.get_args(typ) if t is not type(None)), typ)
-        parser.add_argument(flag, dest=f.name, type=base, default=f.default, help=f"default: {f.default}")
+        default = None if f.name == "dataset" else f.default  # resolved in from_args (arrays or the default pair)
+        parser.add_argument(flag, dest=f.name, type=base, default=default,
+                            help=f"default: {f.default}" if f.name != "dataset" else
+                            f"a pair: {', '.join(PAIR_DATASETS)} (default {DEFAULT_DATASET}; arrays when --arrays "
+                            "is given)")
 
 
 def from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     d = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    if d.get("dataset", DEFAULT_DATASET) is None:
+        d["dataset"] = "arrays" if d.get("arrays") else DEFAULT_DATASET
     d.update(overrides)
     return TrainConfig(**d).validate()

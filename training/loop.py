@@ -1,40 +1,46 @@
-"""The training loop, top to bottom: data, model, method, epochs, checkpoints.
+"""The training loop, top to bottom: data, teacher, model, method, epochs, checkpoints.
 
 ``train(cfg)`` trains a teacher (cross-entropy on its modality) or a student (any method of
-:mod:`training.methods`, with a frozen teacher checkpoint) and leaves in ``cfg.out``:
+:mod:`training.methods`, with a frozen teacher checkpoint) in the run folder ``cfg.out``
+(:mod:`training.run_folder` says what it holds and when it is reused).
 
-- ``config.json``: the configuration;
-- ``metrics.jsonl``: one JSON line per epoch (losses, validation accuracy, epoch time, steering);
-- ``last.safetensors`` + ``state.pt``: the newest weights and optimiser state (resume);
-- ``best.safetensors``: the weights with the best validation accuracy (model selection on the
-  validation split, never on test);
-- ``result.json``: the test accuracy of ``best`` at the end.
+Model selection: the checkpoint with the best validation accuracy is kept (ties go to the later
+epoch); the test split is never used. With ``labels_per_class = k`` the validation set is cut to
+``k`` labelled items per class too, so selection never uses more labels than training had.
 
 Every epoch is seeded by ``(seed, epoch)`` alone, so a run killed at any point and resumed from
-``state.pt`` ends with the same weights as an uninterrupted one (on the CPU). Under ``torchrun``
-each rank takes every ``world``-th item of the epoch's order and gradients are averaged across
-ranks before each optimiser step (gloo on CPU, NCCL on GPU).
+``state.pt`` ends with the same weights as an uninterrupted one (on the same machine and thread
+count). Under ``torchrun`` each rank takes every ``world``-th batch of the epoch and gradients are
+averaged across ranks before each optimiser step (gloo on CPU, NCCL on GPU).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from cmkd_bounds.atomic import write_text
 from training import protocols
-from training.checkpoint import load_model, load_state, save_checkpoint, save_state
+from training.batches import labelled_subset, make_batch, plan_epoch
+from training.checkpoint import (
+    CheckpointMeta,
+    check_compatible,
+    load_model,
+    load_state,
+    save_checkpoint,
+    save_state,
+    teacher_reference,
+)
 from training.config import TrainConfig
-from training.datasets import CrossModalPair, ModalityData, load_pair
-from training.methods import Batch, make_method
+from training.data import CrossModalPair, ModalityData
+from training.datasets import fingerprint, load_pair
+from training.methods import make_method
 from training.models import Model, make_spec
+from training.run_folder import RunFolder
 
 
 class TrainingDiverged(RuntimeError):
@@ -78,25 +84,54 @@ def _grad_reducer(world: int):
 
 
 # ----------------------------------------------------------------------------- data
-def prepare_data(cfg: TrainConfig) -> tuple[CrossModalPair, dict[str, CrossModalPair]]:
-    from dataclasses import replace
+def _standardize(splits: dict[str, CrossModalPair]) -> dict[str, CrossModalPair]:
+    """Each modality's features standardised by the training split's per-feature mean and std (real frames)."""
+    out = dict(splits)
+    for role in ("teacher", "student"):
+        tr = getattr(splits["train"], role)
+        x = tr.x if tr.lengths is None else tr.x[torch.arange(tr.x.shape[1])[None, :] < tr.lengths[:, None]]
+        mean, std = x.mean(0), x.std(0).clamp_min(1e-12)
+        for k, part in out.items():
+            m = getattr(part, role)
+            xs = (m.x - mean) / std
+            if m.lengths is not None:  # padding stays zero
+                xs = xs * (torch.arange(m.x.shape[1])[None, :] < m.lengths[:, None]).reshape(
+                    *m.lengths.shape, m.x.shape[1], *([1] * (m.x.dim() - 2)))
+            out[k] = replace(part, **{role: replace(m, x=xs)})
+    return out
 
-    pair = load_pair(cfg.dataset, swap=cfg.swap, data_dir=cfg.data_dir, arrays_path=cfg.arrays)
+
+def prepare_data(cfg: TrainConfig) -> tuple[CrossModalPair, dict[str, CrossModalPair]]:
+    """The pair of ``cfg`` and its train/val/test splits, with the robustness presets applied to training."""
+    pair = load_pair(cfg.dataset, swap=cfg.swap, data_dir=cfg.data_dir, arrays_path=cfg.arrays,
+                     allow_label_disagreement=cfg.allow_label_disagreement)
     splits = pair.split(cfg.split_seed)
+    if cfg.standardize:
+        splits = _standardize(splits)
     train = splits["train"]
     if cfg.disjoint:  # robustness preset: no training event is seen in both modalities
         if train.correspondence is None:
-            raise protocols.ProtocolError(f"--disjoint needs paired data (shared events); in {cfg.dataset} the two "
-                                          "modalities share no sample already")
+            raise protocols.ProtocolError(f"--disjoint needs paired data (shared events); in {pair.name} the two "
+                                          "modalities share no sample to begin with")
         s_pool, t_pool = protocols.disjoint(train.teacher.y.numpy()[train.correspondence], cfg.disjoint,
                                             cfg.split_seed)
+        info = {**train.info, "disjoint": {
+            "ratio": cfg.disjoint, "student_events": len(s_pool), "teacher_events": len(t_pool),
+            "dropped": f"all {len(train.correspondence)} training pairs (each training event is kept by one modality "
+                       "only); validation and test keep their pairs"}}
         train = replace(train, student=train.student.subset(s_pool),
-                        teacher=train.teacher.subset(train.correspondence[t_pool]), correspondence=None)
+                        teacher=train.teacher.subset(train.correspondence[t_pool]), correspondence=None, info=info)
+        if cfg.protocol == "paired":
+            raise protocols.ProtocolError(f"--protocol paired: the disjoint preset leaves {pair.name} no training pair "
+                                          "(each training event is seen by one modality only); use fixed_class, "
+                                          "class_resample or permutation, or drop --disjoint")
     if cfg.imbalance:  # robustness preset: a long-tailed student training set
-        keep = protocols.imbalance(train.student.y.numpy(), cfg.imbalance, cfg.split_seed,
-                                   train.student.num_classes)
+        keep = protocols.imbalance(train.student.y.numpy(), cfg.imbalance, cfg.split_seed, train.student.num_classes)
         corr = None if train.correspondence is None else train.correspondence[keep]
         train = replace(train, student=train.student.subset(keep), correspondence=corr)
+    if cfg.role == "student" and cfg.protocol == "paired" and train.correspondence is None:
+        raise protocols.ProtocolError(f"--protocol paired needs an instance correspondence, and {pair.name} has none "
+                                      "(use class_resample, permutation or fixed_class)")
     splits["train"] = train
     if cfg.domain_shift:
         for k, part in splits.items():
@@ -104,10 +139,6 @@ def prepare_data(cfg: TrainConfig) -> tuple[CrossModalPair, dict[str, CrossModal
             x = protocols.domain_shift(s.x, cfg.domain_shift, seed=cfg.split_seed * 31 + len(k), lengths=s.lengths)
             splits[k] = replace(part, student=replace(s, x=x))
     return pair, splits
-
-
-def _to(x, device):
-    return None if x is None else x.to(device, non_blocking=True)
 
 
 @torch.no_grad()
@@ -126,173 +157,158 @@ def accuracy(model, data: ModalityData, device) -> float:
     return float((predict(model, data, device).argmax(1) == data.y).float().mean())
 
 
-def labelled_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """``per_class`` items of each class (seeded); all items when ``per_class`` is 0."""
-    if per_class == 0:
-        return np.arange(len(y))
-    rng = np.random.default_rng([seed, 7])
-    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]))
+# ----------------------------------------------------------------------------- teacher
+def load_teacher(cfg: TrainConfig, data_fp: dict, train_pair: CrossModalPair, device):
+    """The frozen teacher, checked against this run, and its features and logits on the teacher training set."""
+    teacher, tmeta = load_model(cfg.teacher, expect_kind="teacher", device=device)
+    probe = CheckpointMeta("student", {}, "", "", cfg.dataset, cfg.swap, cfg.split_seed, cfg.feat_dim, cfg.cost,
+                           cfg.method, cfg.protocol, {}, data_fp)
+    check_compatible(tmeta, probe, f"teacher {cfg.teacher} and this run")
+    teacher.requires_grad_(False)
+    t_feats = predict(teacher, train_pair.teacher, device, features=True)  # frozen: computed once
+    t_logits = teacher.head(t_feats.to(device)).float().cpu()
+    return teacher, t_feats, t_logits
 
 
 # ----------------------------------------------------------------------------- the loop
-def train(cfg: TrainConfig) -> Path:
+def train(cfg: TrainConfig) -> RunFolder:
     cfg.validate()
     rank, world = dist_info()
     device = resolve_device(cfg.device)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", rank % torch.cuda.device_count())
-    out = Path(cfg.out)
-    state_file = out / "state.pt"
-    resuming = cfg.resume and not cfg.overwrite and state_file.exists()
-    if rank == 0 and not resuming and out.exists() and any(out.iterdir()):
-        if not cfg.overwrite:
-            raise FileExistsError(f"run folder {out} is not empty and holds no resumable state: pass --overwrite "
-                                  "or choose another --out")
-        for f in ("last.safetensors", "best.safetensors", "state.pt", "metrics.jsonl", "result.json"):
-            (out / f).unlink(missing_ok=True)
+    run = RunFolder(cfg)
+    from cmkd_bounds.atomic import claim
+
+    with claim(run.path) if rank == 0 else _nothing():
+        return _train(cfg, run, rank, world, device)
+
+
+class _nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _train(cfg: TrainConfig, run: RunFolder, rank: int, world: int, device) -> RunFolder:
+    state = run.decide() if rank == 0 else "fresh"
+    if state == "done":
+        return run
+    # ---- everything that can fail on the user's input fails here, before the folder is written
+    data_fp = fingerprint(cfg.dataset, cfg.data_dir, cfg.arrays)
     _, splits = prepare_data(cfg)
     train_pair, val_pair, test_pair = splits["train"], splits["val"], splits["test"]
     torch.manual_seed(cfg.seed)
-
-    teacher_meta = None
+    teacher_head, teacher_ref, t_feats, t_logits, teacher_y, corr = None, None, None, None, None, None
     if cfg.role == "teacher":
         data_train, data_val, data_test = train_pair.teacher, val_pair.teacher, test_pair.teacher
-        teacher_head = None
     else:
-        teacher, teacher_meta = load_model(cfg.teacher, expect_kind="teacher", device=device)
-        tc = teacher_meta["config"]
-        for key in ("dataset", "swap", "split_seed"):
-            if tc[key] != getattr(cfg, key):
-                raise ValueError(f"teacher {cfg.teacher} was trained with {key}={tc[key]!r}, this run has "
-                                 f"{getattr(cfg, key)!r}: the student must see the same benchmark and splits")
-        teacher.requires_grad_(False)
+        teacher, t_feats, t_logits = load_teacher(cfg, data_fp, train_pair, device)
+        teacher_head, teacher_ref = teacher.classifier, teacher_reference(cfg.teacher)
         data_train, data_val, data_test = train_pair.student, val_pair.student, test_pair.student
-        t_feats = predict(teacher, train_pair.teacher, device, features=True)  # frozen: computed once
-        t_logits = teacher.head(t_feats.to(device)).float().cpu()
-        teacher_head = teacher.classifier
-        if cfg.feat_dim != teacher_meta["spec"]["feat_dim"]:
-            raise ValueError(f"the student's feature space must be the teacher's: feat_dim {cfg.feat_dim} vs "
-                             f"{teacher_meta['spec']['feat_dim']}")
-    spec = make_spec(data_train, cfg.feat_dim, cfg.arch)
-    model = Model(spec).to(device)
+        teacher_y, corr = train_pair.teacher.y.numpy(), train_pair.correspondence
+    y_train = data_train.y.numpy()
+    lab = labelled_subset(y_train, cfg.labels_per_class, cfg.seed)
+    val = data_val.subset(labelled_subset(data_val.y.numpy(), cfg.labels_per_class, cfg.seed + 1))
+    if cfg.role == "student":  # the partners of the first epoch: a protocol the data cannot support fails now
+        plan_epoch(cfg, y_train, lab, teacher_y, corr, 0)
+    model = Model(make_spec(data_train, cfg.feat_dim, cfg.arch)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
     method = make_method(cfg, model, optimizer, teacher_head=teacher_head, reduce_grads=_grad_reducer(world),
                          autocast=autocast)
+    meta = CheckpointMeta(cfg.role, model.spec, data_train.modality, data_train.name, cfg.dataset, cfg.swap,
+                          cfg.split_seed, cfg.feat_dim, cfg.cost, cfg.method if cfg.role == "student" else "ce",
+                          cfg.protocol if cfg.role == "student" else None, cfg.to_dict(), data_fp, teacher_ref,
+                          num_labelled=int(len(lab)), pairing=train_pair.info)
 
+    # ---- resume or start
     history, best_acc, start = [], -1.0, 0
-    if resuming:
-        saved = json.loads((out / "config.json").read_text())
-        free = {"epochs", "quiet", "resume", "overwrite", "device"}  # may change when a run is continued
-        diff = {k: (saved[k], v) for k, v in cfg.to_dict().items() if k not in free and k in saved and saved[k] != v}
-        if diff:
-            k, (old, new) = next(iter(diff.items()))
-            raise ValueError(f"{out} holds a run with another configuration ({k}: {old!r} there, {new!r} now); "
-                             "resume with the same options, or pass --overwrite / another --out")
-        st = load_state(state_file)
-        last, _ = load_model(out / "last.safetensors", device=device)
+    if state == "resume":
+        st = load_state(run.file("state.pt"))
+        last, _ = load_model(run.file("last.safetensors"), device=device)
         model.load_state_dict(last.state_dict())
         optimizer.load_state_dict(st["optimizer"])
         start, best_acc, method.steps = int(st["epoch"]) + 1, float(st["best_acc"]), int(st["steps"])
-        history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()][:start]
+        history = run.history(start)
+        run.file("result.json").unlink(missing_ok=True)
     elif world > 1:
         import torch.distributed as dist
 
         for p in model.state_dict().values():
             dist.broadcast(p, 0)
     if rank == 0:
-        write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        run.write_config()
 
-    y_train = data_train.y.numpy()
-    lab = labelled_subset(y_train, cfg.labels_per_class, cfg.seed)
-    semi = cfg.labels_per_class > 0
-    meta = {"kind": cfg.role, "modality": data_train.modality, "modality_name": data_train.name,
-            "dataset": cfg.dataset, "swap": cfg.swap, "protocol": cfg.protocol if cfg.role == "student" else None,
-            "split_seed": cfg.split_seed, "feat_dim": cfg.feat_dim, "cost": cfg.cost,
-            "method": cfg.method if cfg.role == "student" else "ce", "config": cfg.to_dict(),
-            "teacher_checkpoint": cfg.teacher, "num_labelled": int(len(lab))}
+    # ---- epochs
+    from tqdm.auto import tqdm
 
+    label = f"student {cfg.method}" if cfg.role == "student" else "teacher"
     for epoch in range(start, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
         torch.manual_seed(cfg.seed * 100_003 + epoch)
-        rng = np.random.default_rng([cfg.seed, epoch, 1])
-        pool = np.arange(len(y_train))  # every student training item: the FA pool and the epoch length
-        order = rng.permutation(pool)
-        lab_order = rng.permutation(lab)
-        partners = None
-        if cfg.role == "student":
-            corr = train_pair.correspondence
-            partners = protocols.partners(cfg.protocol, y_train, train_pair.teacher.y.numpy(), cfg.seed, epoch, corr)
-            fa_partners = protocols.permutation(len(y_train), len(t_feats), cfg.seed + 1, epoch)
-        steps_per_epoch = math.ceil(len(order) / cfg.batch_size)
-        sums, count = {}, 0
+        plan = plan_epoch(cfg, y_train, lab, teacher_y, corr, epoch)
         # every rank takes the same number of steps (all-reduce needs it): wrap around when uneven
-        mine = [(rank + world * j) % steps_per_epoch for j in range(math.ceil(steps_per_epoch / world))]
-        bar = tqdm(mine, desc=f"{cfg.role} {cfg.method if cfg.role == 'student' else ''}"
-                   f" epoch {epoch + 1}/{cfg.epochs}", disable=cfg.quiet or rank != 0, leave=False)
+        mine = [(rank + world * j) % plan.steps for j in range(math.ceil(plan.steps / world))]
+        sums = {}
+        bar = tqdm(mine, desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", disable=cfg.quiet or rank != 0, leave=False)
         for i in bar:
-            if semi:
-                lab_b = np.take(lab_order, np.arange(i * cfg.batch_size, (i + 1) * cfg.batch_size), mode="wrap")
-                lab_b = np.unique(lab_b) if len(lab) < cfg.batch_size else lab_b
-                fa_b = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            else:
-                lab_b = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-                fa_b = None
-            batch = Batch(x=_to(data_train.x[lab_b], device), y=_to(data_train.y[lab_b], device),
-                          lengths=_to(None if data_train.lengths is None else data_train.lengths[lab_b], device))
-            if partners is not None:
-                batch.zt, batch.tlogits = _to(t_feats[partners[lab_b]], device), _to(t_logits[partners[lab_b]], device)
-                if fa_b is not None:
-                    batch.fa_x = _to(data_train.x[fa_b], device)
-                    batch.fa_lengths = _to(None if data_train.lengths is None else data_train.lengths[fa_b], device)
-                    batch.fa_zt = _to(t_feats[fa_partners[fa_b]], device)
-            metrics = method.step(batch)
+            metrics = method.step(make_batch(plan, i, cfg.batch_size, data_train, t_feats, t_logits, device))
             if not math.isfinite(metrics["loss"]):
-                last = out / "last.safetensors"
+                last = run.file("last.safetensors")
                 raise TrainingDiverged(
                     f"non-finite loss {metrics['loss']} at epoch {epoch + 1}, step {method.steps}, batch {i}; "
                     f"last good checkpoint: {last if last.exists() else 'none yet'}")
             for k, v in metrics.items():
                 sums.setdefault(k, []).append(v)
-            count += 1
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-        val_acc = accuracy(model, data_val, device)
-        record = {"epoch": epoch + 1, "val_acc": val_acc, "epoch_time": time.perf_counter() - t0, "steps": count,
+        val_acc = accuracy(model, val, device)
+        record = {"epoch": epoch + 1, "val_acc": val_acc, "val_items": len(val),
+                  "epoch_time": time.perf_counter() - t0, "steps": len(mine),
                   **{k: float(np.mean(v)) for k, v in sums.items()}}
         history.append(record)
         if rank == 0:
-            if val_acc > best_acc:
+            if val_acc >= best_acc:
                 best_acc = val_acc
-                save_checkpoint(out / "best.safetensors", model, {**meta, "epoch": epoch + 1,
-                                                                  "metrics": {"val_acc": val_acc}})
-            save_checkpoint(out / "last.safetensors", model, {**meta, "epoch": epoch + 1, "metrics": record})
-            save_state(state_file, {"optimizer": optimizer.state_dict(), "epoch": epoch, "best_acc": best_acc,
-                                    "steps": method.steps})
-            write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+                save_checkpoint(run.file("best.safetensors"), model, replace(meta, epoch=epoch + 1,
+                                                                            metrics={"val_acc": val_acc}))
+            save_checkpoint(run.file("last.safetensors"), model, replace(meta, epoch=epoch + 1, metrics=record))
+            save_state(run.file("state.pt"), {"optimizer": optimizer.state_dict(), "epoch": epoch,
+                                              "best_acc": best_acc, "steps": method.steps})
+            run.write_metrics(history)
             if not cfg.quiet:
-                tqdm.write(f"{cfg.role} {meta['method']} epoch {epoch + 1}: val acc {val_acc:.4f}, "
+                tqdm.write(f"{label} epoch {epoch + 1}: val acc {val_acc:.4f} ({len(val)} items), "
                            f"loss {record.get('loss', float('nan')):.4f}, {record['epoch_time']:.1f}s")
-    ranks_identical = None
-    if world > 1:  # a cheap guard: every rank must hold the same weights after the last step
-        import torch.distributed as dist
 
-        flat = torch.cat([p.detach().double().flatten() for p in model.state_dict().values()
-                          if p.is_floating_point()])
-        gathered = [torch.zeros_like(flat) for _ in range(world)]
-        dist.all_gather(gathered, flat)
-        ranks_identical = all(torch.equal(gathered[0], g) for g in gathered[1:])
-        if not ranks_identical:
-            raise RuntimeError("distributed ranks ended with different weights")
+    # ---- finish
+    ranks_identical = _ranks_identical(model, world)
     if rank == 0:
-        best, _ = load_model(out / "best.safetensors", device=device)
-        result = {"test_acc": accuracy(best, data_test, device), "best_val_acc": best_acc,
+        best, _ = load_model(run.file("best.safetensors"), device=device)
+        result = {"test_acc": accuracy(best, data_test, device), "best_val_acc": best_acc, "val_items": len(val),
                   "epoch_time_mean": float(np.mean([r["epoch_time"] for r in history])) if history else None,
-                  "kind": cfg.role, "method": meta["method"], "protocol": meta["protocol"], "seed": cfg.seed,
+                  "kind": cfg.role, "method": meta.method, "protocol": meta.protocol, "seed": cfg.seed,
                   "labels_per_class": cfg.labels_per_class, "dataset": cfg.dataset, "swap": cfg.swap,
-                  "world_size": world, "ranks_identical": ranks_identical}
-        if cfg.role == "student" and cfg.method == "ucmkd" and history and "steer_cos" in history[-1]:
-            result["steer_cos_last_epoch"] = history[-1]["steer_cos"]
-        write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
-    return out
+                  "world_size": world, "ranks_identical": ranks_identical, "pairing": train_pair.info}
+        steer = [r["steer_cos"] for r in history if "steer_cos" in r]
+        if steer:
+            result["steer_cos_mean"] = float(np.mean(steer))
+        run.write_result(result)
+    return run
+
+
+def _ranks_identical(model, world: int):
+    """A guard: every rank must hold the same weights (and buffers) after the last step."""
+    if world == 1:
+        return None
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().double().flatten() for p in model.state_dict().values() if p.is_floating_point()])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    if not all(torch.equal(gathered[0], g) for g in gathered[1:]):
+        raise RuntimeError("distributed ranks ended with different weights")
+    return True

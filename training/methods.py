@@ -25,15 +25,14 @@ from torch.nn import functional as F
 from training.alignment import feature_alignment, label_alignment
 from training.config import TrainConfig
 
-PAIRED_PROTOCOLS = ("paired", "fixed_class")
-
 
 @dataclass
 class Batch:
     """Labelled student items and what the teacher side shows beside them.
 
     ``zt``/``tlogits``: the frozen teacher's features and logits of each item's partner.
-    ``fa_*``: a separate batch for feature alignment (unlabelled items); ``None`` reuses the labelled one.
+    ``fa_*``: a separate batch for the label-free losses (feature alignment, KD's distillation term) in
+    the few-label regime (every pool item, labelled or not); ``None`` reuses the labelled one.
     """
 
     x: torch.Tensor
@@ -44,6 +43,7 @@ class Batch:
     fa_x: torch.Tensor | None = None
     fa_lengths: torch.Tensor | None = None
     fa_zt: torch.Tensor | None = None
+    fa_tlogits: torch.Tensor | None = None
 
     def fa(self):
         if self.fa_x is None:
@@ -61,9 +61,6 @@ class Method:
         self.autocast = autocast or torch.autocast("cpu", enabled=False)
         self.steps = 0
 
-    def check(self, protocol: str) -> None:
-        """Refuse a protocol the method cannot honestly use."""
-
     def _apply(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -72,7 +69,7 @@ class Method:
     def _finish(self) -> None:
         params = [p for p in self.model.parameters() if p.grad is not None]
         self.reduce_grads(params)
-        torch.nn.utils.clip_grad_norm_(params, self.cfg.clip)
+        torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
         self.opt.step()
         self.steps += 1
 
@@ -87,20 +84,15 @@ class Method:
 class VanillaKD(Method):
     name = "vanilla_kd"
 
-    def check(self, protocol):
-        if protocol not in PAIRED_PROTOCOLS:
-            raise ValueError(f"vanilla_kd distils each item from its paired teacher item and needs a pairing "
-                             f"(protocol paired, or fixed_class as a class-matched stand-in); {protocol!r} "
-                             "re-draws or ignores partners, so there is no pairing to distil from")
-        if self.cfg.labels_per_class:
-            raise ValueError("vanilla_kd uses labelled, paired items only; run it with --labels-per-class 0")
-
     def step(self, b):
+        """``(1 - alpha) CE + alpha T^2 KL(teacher || student)`` at temperature ``T``; with few labels the
+        distillation term runs on the label-free batch (every paired item), CE on the labelled one."""
         T, a = self.cfg.kd_temperature, self.cfg.kd_alpha
         with self.autocast:
             s = self.model(b.x, b.lengths).float()
+            s_kd, t_kd = (s, b.tlogits) if b.fa_x is None else (self.model(b.fa_x, b.fa_lengths).float(), b.fa_tlogits)
         ce = F.cross_entropy(s, b.y)
-        kd = F.kl_div(F.log_softmax(s / T, 1), F.log_softmax(b.tlogits.float() / T, 1), log_target=True,
+        kd = F.kl_div(F.log_softmax(s_kd / T, 1), F.log_softmax(t_kd.float() / T, 1), log_target=True,
                       reduction="batchmean") * T * T
         loss = (1 - a) * ce + a * kd
         self._apply(loss)
@@ -232,7 +224,4 @@ METHOD_CLASSES = {"ce": Method, "vanilla_kd": VanillaKD, "feature_kd": FeatureKD
 
 
 def make_method(cfg: TrainConfig, model, optimizer, **kw) -> Method:
-    m = METHOD_CLASSES[cfg.method if cfg.role == "student" else "ce"](cfg, model, optimizer, **kw)
-    if cfg.role == "student":
-        m.check(cfg.protocol)
-    return m
+    return METHOD_CLASSES[cfg.method if cfg.role == "student" else "ce"](cfg, model, optimizer, **kw)

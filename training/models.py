@@ -158,8 +158,22 @@ def make_spec(data, feat_dim: int, arch: str | None = None, encoder_width: int |
 
 
 def count_structure(model: Model) -> dict:
-    """Parameters, layers with weights, and units: the inputs of the VC-dimension bound."""
+    """Parameters and the units of every layer with weights: the inputs of the VC-dimension bound.
+
+    A convolution layer's units are its output channels times its output positions (measured by one
+    forward pass on a zero input of the model's input shape); a linear layer's are its outputs.
+    """
     params = sum(p.numel() for p in model.parameters())
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
-    units = sum(m.out_channels if not isinstance(m, nn.Linear) else m.out_features for m in layers)
-    return {"params": int(params), "layers": len(layers), "units": int(units)}
+    units = {}
+    hooks = [m.register_forward_hook(lambda m, i, o: units.__setitem__(m, int(o[0].numel()))) for m in layers]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, *model.spec["input_shape"]))
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    per_layer = [units[m] for m in layers if m in units]
+    return {"params": int(params), "layers": len(per_layer), "units_per_layer": per_layer,
+            "units": int(sum(per_layer))}

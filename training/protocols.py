@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PROTOCOLS = ("class_resample", "permutation", "paired", "fixed_class")
+from training.names import PROTOCOLS
+
 DISJOINT_PRESETS = (0.7, 0.5, 0.3)
 IMBALANCE_PRESETS = (5, 10, 50)
 

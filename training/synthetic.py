@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from training.datasets import CrossModalPair, DatasetError, ModalityData
+from training.data import CrossModalPair, DatasetError, ModalityData
 
 
 @dataclass
@@ -109,6 +109,31 @@ class SyntheticWorld:
             t = np.tanh(z)
             z = z - (z + 0.5 * t - w) / (1 + 0.5 * (1 - t**2))
         return z
+
+    # ---------------------------------------------------------------- the features view (for the bounds)
+    def feature_set(self, n_teacher: int, n_student: int, rng: np.random.Generator, student_head=None,
+                    with_calibration: bool = True, n_calibration: int = 200):
+        """Samples of both latents with the Bayes heads, as a :class:`~cmkd_bounds.features.FeatureSet`.
+
+        ``student_head`` ``(W, b)`` replaces the student's Bayes head (to evaluate a non-optimal one);
+        ``with_calibration`` adds ``n_calibration`` held-out teacher samples for the temperature.
+        """
+        from cmkd_bounds.features import FeatureSet
+
+        zT, yT = self.sample_latent("teacher", n_teacher, rng)
+        zS, yS = self.sample_latent("student", n_student, rng)
+        cal = self.sample_latent("teacher", n_calibration, rng) if with_calibration else (None, None)
+        WT, bT = self.bayes_head("teacher")
+        WS, bS = student_head if student_head is not None else self.bayes_head("student")
+        return FeatureSet(zT, yT, zS, yS, WT, bT, WS, bS, *cal)
+
+    def true_risk(self, W, b, loss_clip: float | None = None, n: int = 200_000, seed: int = 99) -> float:
+        """The student head's population CE (clipped at ``loss_clip`` when given), by Monte Carlo on ``n`` draws."""
+        z, y = self.sample_latent("student", n, np.random.default_rng(seed))
+        s = z @ np.asarray(W).T + np.asarray(b)
+        s = s - s.max(1, keepdims=True)
+        loss = np.log(np.exp(s).sum(1)) - s[np.arange(n), y]
+        return float((loss if loss_clip is None else np.minimum(loss, loss_clip)).mean())
 
     # ---------------------------------------------------------------- the dataset view
     def pair(self) -> CrossModalPair:

@@ -1,0 +1,63 @@
+"""The one bridge from trained checkpoints to a :class:`~cmkd_bounds.features.FeatureSet`.
+
+The teacher's held-out *validation* split (teacher modality) is kept for the temperature of the
+calibrated posterior; the bound terms use the *test* splits of both modalities (``split="val"`` to
+look at validation instead). Both checkpoints carry the dataset, its fingerprint, the direction and
+the split seed (:class:`training.checkpoint.CheckpointMeta`), so nothing else is needed; a teacher
+and a student trained on different data, or data that changed since training, are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cmkd_bounds.features import FeatureSet
+
+
+@dataclass(frozen=True)
+class CheckpointFeatures:
+    features: FeatureSet
+    info: dict  # what the report records about the source
+
+
+def features_from_checkpoints(teacher_path, student_path, split: str = "test", progress=None) -> CheckpointFeatures:
+    from cmkd_bounds.atomic import file_sha256
+    from training.checkpoint import check_compatible, load_model
+    from training.config import TrainConfig
+    from training.datasets import fingerprint
+    from training.loop import predict, prepare_data
+    from training.models import count_structure
+
+    say = progress or (lambda msg: None)
+    teacher, tmeta = load_model(teacher_path, expect_kind="teacher")
+    student, smeta = load_model(student_path, expect_kind="student")
+    check_compatible(tmeta, smeta, f"teacher {teacher_path} and student {student_path}")
+    cfg = TrainConfig.from_dict(smeta.config)
+    now = fingerprint(cfg.dataset, cfg.data_dir, cfg.arrays)
+    if now != smeta.data:
+        raise ValueError(f"the data of {student_path} changed since it was trained: {smeta.data} then, {now} now")
+    if smeta.teacher and smeta.teacher.get("sha256") and file_sha256(teacher_path) != smeta.teacher["sha256"]:
+        raise ValueError(f"{teacher_path} is not the teacher {student_path} was trained with (its SHA-256 differs "
+                         f"from the recorded {smeta.teacher['sha256'][:12]}...)")
+    say("loading data")
+    _, splits = prepare_data(cfg)
+    dev = "cpu"
+    t_cal, t_eval, s_eval = splits["val"].teacher, splits[split].teacher, splits[split].student
+    head = lambda m: (m.classifier.weight.detach().double().numpy(), m.classifier.bias.detach().double().numpy())  # noqa: E731
+    (WT, bT), (WS, bS) = head(teacher), head(student)
+    say("extracting features")
+    fs = FeatureSet(
+        teacher_z=predict(teacher, t_eval, dev, features=True).double().numpy(), teacher_y=t_eval.y.numpy(),
+        student_z=predict(student, s_eval, dev, features=True).double().numpy(), student_y=s_eval.y.numpy(),
+        teacher_W=WT, teacher_b=bT, student_W=WS, student_b=bS,
+        teacher_cal_z=predict(teacher, t_cal, dev, features=True).double().numpy(), teacher_cal_y=t_cal.y.numpy(),
+    )
+    info = {"teacher": str(Path(teacher_path).resolve()), "student": str(Path(student_path).resolve()),
+            "teacher_sha256": file_sha256(teacher_path), "student_sha256": file_sha256(student_path), "split": split,
+            "dataset": smeta.dataset, "swap": smeta.swap, "method": smeta.method, "protocol": smeta.protocol,
+            "seed": cfg.seed, "labels_per_class": cfg.labels_per_class, "training_cost": cfg.cost,
+            "teacher_structure": count_structure(teacher), "student_structure": count_structure(student),
+            "teacher_modality": tmeta.modality_name, "student_modality": smeta.modality_name,
+            "pairing": smeta.pairing, "config": smeta.config}
+    return CheckpointFeatures(fs, info)

@@ -1,0 +1,92 @@
+"""Features bundles: a ``.npz`` that carries everything the bounds need from models trained anywhere.
+
+A bundle holds exactly these arrays: ``teacher_z`` (m, k), ``teacher_y`` (m,), ``student_z`` (n, k),
+``student_y`` (n,), ``teacher_W`` (C, k), ``teacher_b`` (C,), ``student_W`` (C, k), ``student_b`` (C,);
+the heads are ``z @ W.T + b``. Optionally ``teacher_cal_z``/``teacher_cal_y``: held-out teacher data
+for the temperature of the calibrated posterior (without them the temperature is fitted on all
+teacher samples given, and the report says so; no sample is ever set aside). Loaded without
+pickles; anything else in the file is refused.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from cmkd_bounds.features import FeatureSet
+
+BUNDLE_KEYS = ("teacher_z", "teacher_y", "student_z", "student_y", "teacher_W", "teacher_b", "student_W", "student_b")
+OPTIONAL_KEYS = ("teacher_cal_z", "teacher_cal_y")
+
+
+class BundleError(ValueError):
+    """A features bundle that cannot be used; the message names the file and the problem."""
+
+
+def read_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, loaded without pickles; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise BundleError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise BundleError(f"{path}: the file is empty")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise BundleError(f"{path}: holds pickled objects, which are refused (they can run code)") from e
+        raise BundleError(f"{path}: unreadable ({e}); {what} must be an .npz archive") from e
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise BundleError(f"{path}: truncated or corrupted .npz ({type(e).__name__}: {e})") from e
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise BundleError(f"{path}: a single array ({'.npy' if path.suffix == '.npy' else 'not an archive'}); "
+                          f"{what} must be an .npz archive of named arrays (np.savez)")
+    try:
+        with z:
+            return {k: z[k] for k in z.files}
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise BundleError(f"{path}: holds pickled objects, which are refused (they can run code)") from e
+        raise BundleError(f"{path}: unreadable .npz ({e})") from e
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise BundleError(f"{path}: truncated or corrupted .npz ({type(e).__name__}: {e})") from e
+
+
+def load_bundle(path: str | Path) -> dict[str, np.ndarray]:
+    arrays = read_npz(path, "a features bundle")
+    missing = [k for k in BUNDLE_KEYS if k not in arrays]
+    if missing:
+        raise BundleError(f"{path}: missing array(s) {', '.join(missing)}; a bundle needs {', '.join(BUNDLE_KEYS)}")
+    unknown = [k for k in arrays if k not in BUNDLE_KEYS + OPTIONAL_KEYS]
+    if unknown:
+        raise BundleError(f"{path}: unknown array(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(BUNDLE_KEYS + OPTIONAL_KEYS)}")
+    for k, v in arrays.items():
+        if k.endswith("_y"):
+            if not np.issubdtype(v.dtype, np.integer):
+                raise BundleError(f"{path}: {k} must hold integer labels, got dtype {v.dtype}")
+        elif not np.issubdtype(v.dtype, np.floating):
+            raise BundleError(f"{path}: {k} must be a floating-point array, got dtype {v.dtype}")
+    return arrays
+
+
+def feature_set_from_bundle(arrays: dict[str, np.ndarray]) -> FeatureSet:
+    """A :class:`FeatureSet` of every array given (a :class:`BundleError` names what is wrong)."""
+    try:
+        return FeatureSet(**arrays)
+    except ValueError as e:
+        raise BundleError(f"bundle: {e}") from e
+
+
+def save_bundle(path: str | Path, fs: FeatureSet) -> Path:
+    """Write ``fs`` as a bundle (atomically)."""
+    import io
+
+    from cmkd_bounds.atomic import write_bytes
+
+    arrays = {k: getattr(fs, k) for k in BUNDLE_KEYS + OPTIONAL_KEYS if getattr(fs, k) is not None}
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return write_bytes(path, buf.getvalue())

@@ -1,0 +1,268 @@
+"""The ``cmkd-bounds`` command line.
+
+Every failure the user can cause (a bad option, a missing file, a device that does not exist) ends
+with one readable line on stderr and exit code 2; ``--debug`` shows the traceback instead. Nothing
+heavy (torch, POT, the datasets) is imported before the arguments and the input files are checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cmkd_bounds import __version__
+
+
+class UserError(Exception):
+    """An error caused by the input; printed as one line without a traceback."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``cmkd-bounds CMD: error: ... (see --help)``, exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _need_file(path, what: str) -> None:
+    if path is not None and not Path(path).is_file():
+        raise UserError(f"{what} {path}: no such file")
+
+
+def _settings(args):
+    from cmkd_bounds.settings import BoundSettings
+
+    return BoundSettings(cost=args.cost, eta=args.eta, loss_clip=args.loss_clip, posterior=args.posterior,
+                         seed=args.seed, w1_method=args.w1_method, w1_width=args.w1_width)
+
+
+# ----------------------------------------------------------------------------- commands
+def _cmd_datasets(args) -> int:
+    if args.arrays:
+        _need_file(args.arrays, "--arrays")
+        from training.arrays import describe
+
+        print("\n".join(describe(args.arrays)))
+        return 0
+    from training.data import DatasetError
+    from training.datasets import AUDIOVISUAL, BENCHMARKS, load_modality, load_pair
+
+    rows = []
+
+    def row(label, mod, sizes, kind):
+        rows.append((label, kind, mod.modality, "x".join(map(str, mod.input_shape)), mod.num_classes, *sizes))
+
+    def sizes_of(parts, role):
+        return [len(getattr(parts[k], role)) for k in ("train", "val", "test")]
+
+    for name in ("mnist", "fsdd", "digits"):
+        m = load_modality(name)
+        row(name, m, [len(v) for v in m.split(args.seed).values()], "modality")
+    for name, (t, s) in BENCHMARKS.items():
+        parts = load_pair(name).split(args.seed)
+        for role, mod_name in (("teacher", t), ("student", s)):
+            row(f"{name} ({role}: {mod_name})", getattr(parts["train"], role), sizes_of(parts, role), "pair")
+    syn = load_pair("synthetic").split(args.seed)
+    for role in ("teacher", "student"):
+        row(f"synthetic ({role})", getattr(syn["train"], role), sizes_of(syn, role), "pair")
+    missing = []
+    for name in AUDIOVISUAL:
+        try:
+            parts = load_pair(name, data_dir=args.data_dir).split(args.seed)
+        except DatasetError:
+            missing.append(name)
+            continue
+        for role in ("teacher", "student"):
+            row(f"{name} ({role})", getattr(parts["train"], role), sizes_of(parts, role), "pair")
+    head = ("dataset", "kind", "modality", "input shape", "classes", "train", "val", "test")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    for r in [head, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)))
+    print("\nruns use pairs (--dataset avmnist, digits-fsdd, synthetic, arrays, or an audio-visual set); the default "
+          "benchmark avmnist = mnist (images, teacher) x fsdd (audio, student), unpaired; splits from seed "
+          f"{args.seed}")
+    if missing:
+        print(f"not found locally (see README, 'Audio-visual datasets'): {', '.join(missing)}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    given = [x for x in ("features", "runs", "student") if getattr(args, x)]
+    if len(given) != 1:
+        raise UserError("give exactly one of --features BUNDLE.npz, --student CHECKPOINT (with or without --teacher) "
+                        "or --runs FOLDER")
+    if args.teacher and not args.student:
+        raise UserError("--teacher goes with --student")
+    _need_file(args.features, "--features")
+    _need_file(args.student, "--student")
+    _need_file(args.teacher, "--teacher")
+    if args.runs and not Path(args.runs).is_dir():
+        raise UserError(f"--runs {args.runs}: no such folder")
+    settings = _settings(args)
+    from cmkd_bounds.app import evaluate as ev
+    from cmkd_bounds.app.report import FILES, console_summary
+
+    if args.runs:
+        rows = ev.evaluate_runs(args.runs, args.out, settings, split=args.split, overwrite=args.overwrite,
+                                quiet=args.quiet)
+        print(f"evaluated {len(rows)} student runs; wrote {args.out}/summary.csv, summary.md, bound_gap_by_method.png "
+              "and one report folder per run")
+        return 0
+    if args.features:
+        report = ev.evaluate_bundle(args.features, args.out, settings, overwrite=args.overwrite, quiet=args.quiet)
+    else:
+        report = ev.evaluate_checkpoints(args.teacher, args.student, args.out, settings, split=args.split,
+                                         overwrite=args.overwrite, quiet=args.quiet)
+    print(console_summary(report))
+    print(f"wrote {args.out}/{', '.join(FILES)}")
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from training.config import from_args
+
+    cfg = from_args(args)
+    _need_file(cfg.teacher, "--teacher")
+    _need_file(cfg.arrays, "--arrays")
+    from training.loop import train
+
+    run = train(cfg)
+    print(run.file("result.json").read_text().strip())
+    return 0
+
+
+def _cmd_quickstart(args) -> int:
+    from cmkd_bounds.app.experiments import quickstart
+
+    quickstart(args.out, args.teacher_epochs, args.student_epochs, args.seed, args.overwrite, args.quiet, args.device)
+    return 0
+
+
+def _cmd_multiseed(args) -> int:
+    from dataclasses import replace
+
+    from training.config import from_args
+
+    cfg = from_args(args, role="student", teacher=args.teacher or "trained per seed")
+    _need_file(args.teacher, "--teacher")
+    from cmkd_bounds.app.experiments import multiseed
+
+    table = multiseed(replace(cfg, teacher=args.teacher), args.seeds, args.out, args.teacher_epochs, args.jobs)
+    print(table.read_text())
+    return 0
+
+
+def _cmd_grid(args) -> int:
+    from cmkd_bounds.app.experiments import avmnist_grid
+
+    print(avmnist_grid(args.runs, args.seeds, args.teacher_epochs, args.student_epochs, jobs=args.jobs,
+                       threads=args.threads, table_out=args.out).read_text())
+    return 0
+
+
+# ----------------------------------------------------------------------------- the parser
+def _evaluate_options(e) -> None:
+    from cmkd_bounds.costs import COSTS
+    from cmkd_bounds.settings import POSTERIORS, W1_METHODS, BoundSettings
+
+    d = BoundSettings()
+    e.add_argument("--cost", default=d.cost, choices=list(COSTS), help="ground cost of the feature space")
+    e.add_argument("--eta", type=float, default=d.eta, help="confidence budget: certified bounds hold w.p. >= 1 - eta")
+    e.add_argument("--loss-clip", type=float, default=d.loss_clip,
+                   help="c in the clipped loss min(l, c) of the certified bounds (nats, >= ln 2)")
+    e.add_argument("--posterior", default=d.posterior, choices=list(POSTERIORS),
+                   help="; ".join(f"{k}: {v}" for k, v in POSTERIORS.items()))
+    e.add_argument("--w1-method", default=d.w1_method, choices=list(W1_METHODS))
+    e.add_argument("--w1-width", type=float, default=d.w1_width,
+                   help="relative width asked of the certified W1 bracket when it is used")
+    e.add_argument("--seed", type=int, default=d.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cmkd-bounds",
+                description="Unpaired cross-modal knowledge distillation (UCMKD) and its risk bounds.")
+    p.add_argument("--version", action="version", version=f"cmkd-bounds {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("datasets", help="every shipped dataset with its shapes and splits, or describe a user file")
+    d.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    d.add_argument("--data-dir", default=None, help="root of the audio-visual datasets (or $CMKD_DATA)")
+    d.add_argument("--arrays", default=None, help="describe a user .npz as the tool reads it")
+    d.set_defaults(func=_cmd_datasets)
+
+    e = sub.add_parser("evaluate", help="every bound term from checkpoints, a features bundle, or a folder of runs")
+    e.add_argument("--student", help="student checkpoint (.safetensors); its teacher is found from its metadata")
+    e.add_argument("--teacher", help="teacher checkpoint (default: the one recorded in the student)")
+    e.add_argument("--features", help="features bundle .npz (see README)")
+    e.add_argument("--runs", help="a folder of many student runs: one report each, one table and figure across them")
+    e.add_argument("--out", required=True, help="output folder")
+    _evaluate_options(e)
+    e.add_argument("--split", default="test", choices=["test", "val"], help="held-out split (checkpoints)")
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    e.add_argument("--quiet", action="store_true", help="no progress lines")
+    e.set_defaults(func=_cmd_evaluate)
+
+    from training.config import add_arguments
+
+    t = sub.add_parser("train", help="train a teacher or a student (every config field is an option)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(t)
+    t.set_defaults(func=_cmd_train)
+
+    q = sub.add_parser("quickstart", help="the main job: teacher, CE and UCMKD students on avmnist, then bounds")
+    q.add_argument("--out", default="runs/quickstart", help="run folder (rerunning it resumes)")
+    q.add_argument("--teacher-epochs", type=int, default=5)
+    q.add_argument("--student-epochs", type=int, default=6)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--overwrite", action="store_true", help="delete --out and start from scratch")
+    q.add_argument("--quiet", action="store_true")
+    q.set_defaults(func=_cmd_quickstart)
+
+    m = sub.add_parser("multiseed", help="one configuration over several seeds: mean ± std table",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(m, skip=("role", "seed", "teacher"))
+    m.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    m.add_argument("--teacher", default=None, help="a fixed teacher checkpoint (default: one trained per seed)")
+    m.add_argument("--teacher-epochs", type=int, default=None)
+    m.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    m.set_defaults(func=_cmd_multiseed)
+
+    g = sub.add_parser("grid", help="the results grid of the default benchmark (both directions, both label regimes)")
+    g.add_argument("--runs", default="runs/avmnist", help="where the runs live (resumable)")
+    g.add_argument("--out", default="reports/avmnist", help="where results.md and results.csv go")
+    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    g.add_argument("--teacher-epochs", type=int, default=8)
+    g.add_argument("--student-epochs", type=int, default=6)
+    g.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    g.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    g.set_defaults(func=_cmd_grid)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("cmkd-bounds: interrupted (rerun the same command to continue)", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - every error becomes one line unless --debug
+        if args.debug:
+            raise
+        known = (UserError, ValueError, FileNotFoundError, FileExistsError, RuntimeError, OSError)
+        kind = "error" if isinstance(e, known) else f"internal error ({type(e).__name__})"
+        msg = " ".join(str(e).split())
+        print(f"cmkd-bounds: {kind}: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""Runs of many trainings: the quickstart, the multi-seed runner and the results grid of the default benchmark.
+
+Every experiment is a list of training configurations run by :func:`run_all` (teachers first, then
+students; optionally spread over processes) and tables computed from the runs' ``result.json``
+files, never typed by hand. Run folders are reused only when their configuration matches
+(:mod:`training.run_folder`), so every experiment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from cmkd_bounds.app.tables import csv_text, markdown
+from cmkd_bounds.atomic import file_sha256, write_text
+from cmkd_bounds.settings import BoundSettings
+from training.config import TrainConfig
+
+
+# ----------------------------------------------------------------------------- running many trainings
+def _train_one(cfg: TrainConfig, threads: int = 0) -> str:
+    import torch
+
+    from training.loop import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    train(cfg)
+    return cfg.out
+
+
+def run_all(cfgs: list[TrainConfig], jobs: int = 1, threads: int = 0, quiet: bool = True) -> None:
+    """Train every config (each resumes or is reused); ``jobs > 1`` spreads them over processes."""
+    from tqdm.auto import tqdm
+
+    if jobs <= 1:
+        for cfg in tqdm(cfgs, desc="runs", disable=quiet or len(cfgs) < 2):
+            _train_one(cfg, threads)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
+        futures = [ex.submit(_train_one, cfg, threads or 1) for cfg in cfgs]
+        for f in tqdm(futures, desc="runs", disable=quiet):
+            f.result()
+
+
+def result(run: str | Path) -> dict:
+    return json.loads((Path(run) / "result.json").read_text())
+
+
+def metrics(run: str | Path) -> list[dict]:
+    return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+def mean_std(values, scale: float = 100.0, digits: int = 2) -> str:
+    v = np.asarray([x for x in values if x is not None], float)
+    if not len(v):
+        return "-"
+    return f"{scale * v.mean():.{digits}f} ± {scale * v.std(ddof=1) if len(v) > 1 else 0.0:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------- multiseed
+def multiseed(base: TrainConfig, seeds, out: str | Path, teacher_epochs: int | None = None, jobs: int = 1) -> Path:
+    """Train ``base`` (a student config; its teacher is trained per seed unless ``base.teacher`` is given)
+    over ``seeds``; write ``table.csv`` and ``table.md`` with mean ± std test accuracy."""
+    out = Path(out)
+    teachers, students = [], []
+    for s in seeds:
+        tdir = out / f"seed{s}" / "teacher"
+        if not base.teacher:
+            teachers.append(replace(base, role="teacher", method="ce", teacher=None, seed=s, out=str(tdir),
+                                    epochs=teacher_epochs or base.epochs, labels_per_class=0))
+        teacher = base.teacher or str(tdir / "best.safetensors")
+        students.append(replace(base, role="student", teacher=teacher, seed=s, out=str(out / f"seed{s}" / "student")))
+    run_all(teachers, jobs)
+    run_all(students, jobs)
+    rows = []
+    for s, cfg in zip(seeds, students):
+        t = Path(cfg.teacher).parent
+        rows.append({"seed": s, "teacher_test_acc": result(t)["test_acc"] if (t / "result.json").exists() else None,
+                     "student_test_acc": result(cfg.out)["test_acc"], "epoch_time": result(cfg.out)["epoch_time_mean"]})
+    write_text(out / "table.csv", csv_text(rows))
+    write_text(out / "table.md", (
+        f"{base.method} on {base.dataset} (protocol {base.protocol}, labels per class "
+        f"{base.labels_per_class or 'all'}, seeds {list(seeds)}), test accuracy %\n\n"
+        "| teacher | student |\n| --- | --- |\n"
+        f"| {mean_std([r['teacher_test_acc'] for r in rows])} | {mean_std([r['student_test_acc'] for r in rows])} |\n"))
+    return out / "table.md"
+
+
+# ----------------------------------------------------------------------------- the results grid
+GRID_ALL_LABELS = ([("ce", "class_resample")]
+                   + [(m, p) for m in ("feature_kd", "joint", "ucmkd") for p in ("class_resample", "permutation")]
+                   + [("vanilla_kd", "fixed_class")])
+# few labels: class_resample needs the unlabelled items' classes (refused); unpaired FA pairs random teacher items
+GRID_FEW_LABELS = ([("ce", "permutation")] + [(m, "permutation") for m in ("feature_kd", "joint", "ucmkd")]
+                   + [("vanilla_kd", "fixed_class")])
+
+
+def grid_configs(out: Path, seeds, teacher_epochs: int, student_epochs: int, regimes, directions, quiet=True):
+    base = TrainConfig(dataset="avmnist", epochs=student_epochs, quiet=quiet)
+    teachers, students = [], []
+    for swap in directions:
+        for s in seeds:
+            tdir = out / ("swap" if swap else "fwd") / f"seed{s}" / "teacher"
+            teachers.append(replace(base, role="teacher", method="ce", swap=swap, seed=s, out=str(tdir),
+                                    epochs=teacher_epochs))
+            for k in regimes:
+                for method, protocol in (GRID_FEW_LABELS if k else GRID_ALL_LABELS):
+                    students.append(replace(base, swap=swap, seed=s, method=method, protocol=protocol,
+                                            labels_per_class=k, teacher=str(tdir / "best.safetensors"),
+                                            out=str(tdir.parent / f"labels{k}" / f"{method}-{protocol}")))
+    return teachers, students
+
+
+def avmnist_grid(out: str | Path, seeds=(0, 1, 2, 3, 4), teacher_epochs: int = 8, student_epochs: int = 6,
+                 regimes=(0, 10), directions=(False, True), jobs: int = 1, threads: int = 0,
+                 table_out: str | Path | None = None) -> Path:
+    """The results grid of the default benchmark: both directions, both label regimes, every method.
+
+    Runs live under ``out``; ``results.csv`` (one row per run) and ``results.md`` (mean ± std over seeds)
+    are written to ``table_out`` (default ``out``).
+    """
+    out = Path(out)
+    table_out = Path(table_out or out)
+    teachers, students = grid_configs(out, seeds, teacher_epochs, student_epochs, regimes, directions)
+    run_all(teachers, jobs, threads)
+    run_all(students, jobs, threads)
+    rows = []
+    for cfg in teachers + students:
+        r = result(cfg.out)
+        steer = [m.get("steer_cos") for m in metrics(cfg.out) if m.get("steer_cos") is not None]
+        rows.append({"direction": "audio->image" if cfg.swap else "image->audio",
+                     "regime": "-" if cfg.role == "teacher" else
+                     ("all labels" if not cfg.labels_per_class else f"{cfg.labels_per_class} labels/class"),
+                     "method": "teacher" if cfg.role == "teacher" else cfg.method,
+                     "protocol": "-" if cfg.role == "teacher" else cfg.protocol, "seed": cfg.seed,
+                     "test_acc": r["test_acc"], "epoch_time": r["epoch_time_mean"],
+                     "steer_cos": float(np.mean(steer)) if steer else None, "run": cfg.out})
+    write_text(table_out / "results.csv", csv_text(rows))
+    write_text(table_out / "results.md", _grid_md(rows, seeds, teacher_epochs, student_epochs))
+    return table_out / "results.md"
+
+
+def _grid_md(rows, seeds, teacher_epochs, student_epochs) -> str:
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["direction"], r["regime"], r["method"], r["protocol"]), []).append(r)
+    table = [{"direction": d, "regime": reg, "method": m, "protocol": p, "pairing": _pairing(m, p), "seeds": len(rs),
+              "test acc %": mean_std([r["test_acc"] for r in rs]),
+              "epoch time s": float(np.mean([r["epoch_time"] for r in rs]))}
+             for (d, reg, m, p), rs in groups.items()]
+    md = [f"# avmnist results (test accuracy %, mean ± std over seeds {list(seeds)})", "",
+          f"Teacher {teacher_epochs} epochs, students {student_epochs} epochs, batch 64, AdamW lr 2e-3; model "
+          "selection on the validation split, cut to the same number of labels per class as training in the few-label "
+          "regime. "
+          "Written by `cmkd-bounds grid`.", "", markdown(table, digits=3).strip(), "",
+          "Pairing: *unpaired* methods never see an instance pairing; *paired stand-in* is vanilla KD on "
+          "`fixed_class`, one class-matched partner per student item drawn once (what a real pairing would give, "
+          "including for unlabelled items); in the few-label regime the unpaired methods' feature alignment pairs "
+          "every student item with random teacher items (`permutation`), because drawing a partner from an "
+          "unlabelled item's class would use a label it does not have.", "",
+          "Epoch-time ratio ucmkd / ce (same direction, regime and seed; runs that may have shared the machine; "
+          "`scripts/bench_bilevel.py` measures the step cost with the methods interleaved):", ""]
+    for d in sorted({r["direction"] for r in rows}):
+        for reg in sorted({r["regime"] for r in rows if r["direction"] == d and r["regime"] != "-"}):
+            ratios = []
+            for s in seeds:
+                ce = [r["epoch_time"] for r in rows if (r["direction"], r["regime"], r["method"], r["seed"]) ==
+                      (d, reg, "ce", s)]
+                uc = [r["epoch_time"] for r in rows if (r["direction"], r["regime"], r["method"], r["seed"]) ==
+                      (d, reg, "ucmkd", s)]
+                ratios += [u / ce[0] for u in uc] if ce else []
+            if ratios:
+                md.append(f"- {d}, {reg}: {np.mean(ratios):.2f}x (min {np.min(ratios):.2f}, max {np.max(ratios):.2f}, "
+                          f"{len(ratios)} runs)")
+    steer = [r["steer_cos"] for r in rows if r["method"] == "ucmkd" and r["steer_cos"] is not None]
+    if steer:
+        md += ["", "Steering of the UCMKD bi-level step: cosine between the outer CE gradient at the displaced and at "
+               f"the current parameters, mean {np.mean(steer):.5f} (min {np.min(steer):.5f}) over {len(steer)} runs "
+               "(1 = the FA/LA inner steps do not change the update)."]
+    return "\n".join(md) + "\n"
+
+
+def _pairing(method: str, protocol: str) -> str:
+    if method == "teacher":
+        return "-"
+    return "paired stand-in" if protocol in ("paired", "fixed_class") else "unpaired"
+
+
+# ----------------------------------------------------------------------------- the quickstart
+def quickstart(out: str | Path = "runs/quickstart", teacher_epochs: int = 5, student_epochs: int = 6, seed: int = 0,
+               overwrite: bool = False, quiet: bool = False, device: str = "auto",
+               settings: BoundSettings | None = None) -> dict:
+    """The main job on the default benchmark: MNIST images teach spoken digits.
+
+    Trains the teacher, a CE student and a UCMKD student (class_resample), evaluates the bounds of
+    both students, and writes ``summary.md`` and ``summary.json`` beside the run folders. Rerunning
+    it continues what an interrupted run left (finished runs are reused, a cut run resumes, an
+    evaluation is redone only when its checkpoint changed); ``overwrite`` starts from scratch.
+    """
+    from cmkd_bounds.app.evaluate import evaluate_checkpoints
+    from training.loop import train
+
+    settings = settings or BoundSettings()
+    out = Path(out)
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    base = TrainConfig(dataset="avmnist", epochs=student_epochs, quiet=quiet, device=device, seed=seed)
+    tdir = out / "teacher"
+    train(replace(base, role="teacher", method="ce", out=str(tdir), epochs=teacher_epochs))
+    teacher = tdir / "best.safetensors"
+    summary = {"seed": seed, "teacher_test_acc": result(tdir)["test_acc"]}
+    print(f"teacher (mnist images): test accuracy {summary['teacher_test_acc']:.4f}")
+    for method in ("ce", "ucmkd"):
+        train(replace(base, method=method, protocol="class_resample", teacher=str(teacher), out=str(out / method)))
+        r = result(out / method)
+        summary[f"{method}_test_acc"], summary[f"{method}_epoch_time"] = r["test_acc"], r["epoch_time_mean"]
+        print(f"{method} student (spoken digits): test accuracy {r['test_acc']:.4f}")
+    for method in ("ce", "ucmkd"):
+        ev, ck = out / f"eval-{method}", out / method / "best.safetensors"
+        fresh = _evaluation_current(ev, ck, settings)
+        if fresh is None:
+            evaluate_checkpoints(teacher, ck, ev, settings, overwrite=True, quiet=quiet)
+            fresh = json.loads((ev / "bound.json").read_text())
+        d = fresh
+        summary[f"{method}_bounds"] = {k: d[k] for k in ("observed_risk", "observed_risk_clipped", "observed_error01",
+                                                         "bound_asymptotic", "bound_certified", "held_out_certificate",
+                                                         "error01_certificate", "bound_paper_style")}
+        summary[f"{method}_bounds"]["bound_asymptotic_feature"] = d["bounds"]["asymptotic_feature"]["value"]
+        summary[f"{method}_bounds"]["held_out_hoeffding"] = d["bounds"]["held_out_hoeffding"]["value"]
+        print(f"{method} student: observed CE {d['observed_risk']:.4f}, 0-1 error {d['observed_error01']:.4f}; "
+              f"asymptotic {d['bound_asymptotic']['value']:.4g} ({d['bound_asymptotic']['form']}, plug-in), "
+              f"certified {d['bound_certified']['value']:.4g} ({d['bound_certified']['form']}), held-out "
+              f"{d['held_out_certificate']['value']:.4g}, 0-1 error <= {d['error01_certificate']['value']:.4g}")
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_text(out / "summary.md", quickstart_md(summary))
+    print(f"wrote {out}/summary.md; reports in {out}/eval-ce and {out}/eval-ucmkd")
+    return summary
+
+
+def _evaluation_current(folder: Path, ck: Path, settings: BoundSettings) -> dict | None:
+    """The existing evaluation of ``ck`` when it was made of this very checkpoint with these settings."""
+    f = folder / "bound.json"
+    if not f.exists():
+        return None
+    d = json.loads(f.read_text())
+    src = d.get("source", {})
+    same = src.get("student_sha256") == file_sha256(ck) and src.get("settings") == json.loads(
+        json.dumps(settings.as_dict()))
+    return d if same else None
+
+
+def quickstart_md(s: dict) -> str:
+    rows = []
+    for m in ("ce", "ucmkd"):
+        b = s[f"{m}_bounds"]
+        rows.append({"student": m, "test acc": s[f"{m}_test_acc"], "epoch s": s[f"{m}_epoch_time"],
+                     "observed CE": b["observed_risk"], "0-1 error": b["observed_error01"],
+                     "asymptotic (paper's form)": b["bound_asymptotic_feature"],
+                     "asymptotic (sharpest)": b["bound_asymptotic"]["value"],
+                     "certified": b["bound_certified"]["value"], "held-out kl": b["held_out_certificate"]["value"],
+                     "held-out Hoeffding": b["held_out_hoeffding"],
+                     "0-1 error certified": b["error01_certificate"]["value"],
+                     "paper-style estimate": b["bound_paper_style"]["value"]})
+    return "\n".join([
+        "# Quickstart: MNIST images teach spoken digits (avmnist)", "",
+        f"Written by `cmkd-bounds quickstart` (seed {s['seed']}). Accuracies on the test splits; bounds in nats on the "
+        "student's test split: the asymptotic values are plug-in (they bound the test-sample risk), the certified ones "
+        "bound the population clipped risk (and 0-1 error) with probability >= 0.95; the paper-style value is not a "
+        "bound.", "",
+        f"Teacher (MNIST CNN) test accuracy: {s['teacher_test_acc']:.4f}", "",
+        markdown(rows).strip(), ""])
