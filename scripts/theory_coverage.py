@@ -1,126 +1,139 @@
-"""Coverage of the bounds on random synthetic worlds; writes reports/theory/coverage.{csv,md}.
+"""Coverage of every bound on random and adversarial worlds; writes reports/theory/coverage.{csv,md,json}.
 
-Run: python scripts/theory_coverage.py [--worlds 200] [--draws 3] [--seed 0]
+Run: python scripts/theory_coverage.py [--worlds 210] [--draws 3] [--seed 0] [--eta 0.05]
 
-In each world (classes, latent dimension, spread, feature and label shift, sample size and the
-student head's error drawn at random) the true posteriors are known, so with ``posterior="true"``
-every marginal-form term is certified. The student's exact risk (its clipped risk for the
-finite-sample bounds) is computed by Monte Carlo on 200,000 fresh draws; the bounds are computed
-from ``--draws`` independent samples of size n. The asymptotic bound must hold in 100% of cases;
-the finite-sample bounds (confidence 1 - eta) in at least 1 - eta.
+Worlds (:class:`training.synthetic.FeatureWorld`) cycle through seven kinds: Gaussian mixtures, heavy
+tails (t with 2.5 degrees of freedom), a rare far mode (2 % of the mass 30 units away), a constant
+teacher, a nearly flat teacher, tiny samples (5 to 20 per side) and many classes (20 to 60). In each
+the teacher head is the true posterior (labels are drawn from it), so ``posterior="true"`` holds. The
+student head's population risk, clipped risk and 0-1 error come from Monte Carlo on 200,000 draws.
+
+A certified bound must cover its target in at least 1 - eta of the (world, draw) cases; the coverage
+of every plug-in and estimated value is reported against the population quantity it estimates,
+without a requirement (they are not certificates).
 """
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import binomtest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cmkd_bounds import label_kernel as lk  # noqa: E402
-from cmkd_bounds.atomic import write_text  # noqa: E402
-from cmkd_bounds.theorem import FeatureSet, assemble  # noqa: E402
-from training.synthetic import SyntheticWorld  # noqa: E402
+from cmkd_bounds.app.tables import csv_text, markdown
+from cmkd_bounds.atomic import write_text
+from cmkd_bounds.kinds import POPULATION_ERROR01
+from cmkd_bounds.theorem import assemble
+from training.synthetic import WORLD_KINDS, FeatureWorld
 
 OUT = Path(__file__).resolve().parents[1] / "reports" / "theory"
-BOUNDS = ("asymptotic", "finite_sample", "class_conditional", "class_conditional_finite_sample", "held_out_student")
 
 
-def draw_world(rng):
-    C, r = int(rng.integers(2, 7)), int(rng.integers(1, 5))
-    w = SyntheticWorld(num_classes=C, latent_dim=r, dim_teacher=r + 2, dim_student=r + 1,
-                       spread=float(rng.uniform(0.5, 2.0)), separation=float(rng.uniform(1.0, 3.0)),
-                       feature_shift=float(rng.uniform(0, 3)), label_shift=float(rng.uniform(0, 3)),
-                       seed=int(rng.integers(1 << 30)))
-    WS, bS = w.bayes_head("student")
-    noise = float(rng.uniform(0, 1.0))
-    WS = WS + rng.normal(size=WS.shape) * noise
-    return w, (WS, bS), int(rng.integers(100, 601)), noise
+def target_of(name: str, target: str | None) -> str:
+    """The population truth a bound is compared with."""
+    if target == POPULATION_ERROR01:
+        return "error01"
+    if target and "clipped" in target:
+        return "risk_clipped"
+    return "risk"
+
+
+def run(worlds: int, draws: int, eta: float, clip: float, seed: int) -> list[dict]:
+    rows, t0 = [], time.perf_counter()
+    for k in range(worlds):
+        kind = WORLD_KINDS[k % len(WORLD_KINDS)]
+        w = FeatureWorld(kind, seed=seed * 100_003 + k)
+        truth = w.truth(clip, seed=10_000 + k)
+        for d in range(draws):
+            rep = assemble(w.feature_set(np.random.default_rng([seed, k, d])), posterior="true", eta=eta,
+                           loss_clip=clip, rate_repeats=2, rate_sizes=(8, 16, 32))
+            row = {"world": k, "kind": kind, "draw": d, "classes": w.num_classes, "dim": w.dim, "n": w.n,
+                   **{f"true_{t}": v for t, v in truth.items()}}
+            for name, b in rep.bounds.items():
+                row[name] = b.value
+                row[f"{name}_kind"] = b.kind
+                row[f"{name}_target"] = target_of(name, b.target)
+            rows.append(row)
+        if (k + 1) % 21 == 0:
+            print(f"{k + 1} worlds, {len(rows)} cases, {time.perf_counter() - t0:.0f} s", flush=True)
+    return rows
+
+
+def summary(rows: list[dict], eta: float) -> dict:
+    names = [k for k in rows[0] if k + "_kind" in rows[0]]
+    out = {}
+    for b in names:
+        t = rows[0][f"{b}_target"]
+        held = np.array([r[b] >= r[f"true_{t}"] for r in rows])
+        by_kind = {k: float(np.mean([r[b] >= r[f"true_{t}"] for r in rows if r["kind"] == k])) for k in WORLD_KINDS}
+        gap = np.array([(r[b] - r[f"true_{t}"]) / r[b] for r in rows if r[b] > 0])
+        kinds = sorted({r[f"{b}_kind"] for r in rows})
+        # a (nearly) exact 1 - eta certificate covers in about 1 - eta of the cases, so a finite study can dip
+        # below it by chance: the one-sided binomial test says whether the count is consistent with >= 1 - eta
+        p_value = float(binomtest(int(held.sum()), len(held), 1 - eta, alternative="less").pvalue)
+        out[b] = {"compared_with": f"population {t.replace('_', ' ')}", "kinds": kinds, "held": float(held.mean()),
+                  "binomial_p_value": p_value,
+                  "cases": len(held), "worst_world_kind": min(by_kind, key=by_kind.get),
+                  "held_in_worst_kind": min(by_kind.values()), "required": 1 - eta if kinds == ["certified"] else None,
+                  "relative_gap_quantiles": dict(zip(("p5", "p50", "p95"),
+                                                     np.percentile(gap, [5, 50, 95]).round(4).tolist()))}
+    return out
+
+
+def render(s: dict, a, seconds: float, n_cases: int) -> str:
+    rows = []
+    for b, v in s.items():
+        req = v["required"]
+        consistent = f"consistent (p = {v['binomial_p_value']:.2f})" if v["binomial_p_value"] > 0.01 else "NO"
+        status = "-" if req is None else ("yes" if v["held"] >= req else consistent)
+        q = v["relative_gap_quantiles"]
+        rows.append({"bound": b, "kind": ", ".join(v["kinds"]), "compared with": v["compared_with"],
+                     "held": f"{100 * v['held']:.1f}%", "required": "-" if req is None else f">= {100 * req:.0f}%",
+                     "met": status,
+                     "worst world kind": f"{v['worst_world_kind']} ({100 * v['held_in_worst_kind']:.0f}%)",
+                     "rel. gap p5 / p50 / p95": f"{q['p5']:.3f} / {q['p50']:.3f} / {q['p95']:.3f}"})
+    return "\n".join([
+        "# Bound coverage on random and adversarial worlds", "",
+        f"Written by `python scripts/theory_coverage.py --worlds {a.worlds} --draws {a.draws} --seed {a.seed}` in "
+        f"{seconds:.0f} s: {a.worlds} worlds ({', '.join(WORLD_KINDS)}, in turn), {n_cases} (world, draw) cases, "
+        f"eta = {a.eta}, loss clip = {a.clip}. Truths by Monte Carlo on 200,000 draws; the teacher head is the true "
+        "posterior in every world. A certified bound must hold in at least 1 - eta of the cases; plug-in and "
+        "estimated values are compared with the population quantity they estimate, for information. An exact "
+        "certificate (Clopper-Pearson) covers in about 1 - eta of the cases, so a finite study can fall a little below "
+        "1 - eta by chance: 'consistent' means the one-sided binomial test does not reject coverage >= 1 - eta at the "
+        "1 % level.", "",
+        markdown(rows).strip(), "",
+        "Reading: the plug-in asymptotic forms bound the *test-sample* risk exactly; compared with the *population* "
+        "risk they can only undershoot it by sampling error, which the table measures. The paper's finite-sample route "
+        "(`finite_sample_paper`) assumes the population inside the sample's bounding box; its coverage in the worst "
+        "world kind is the column to read. The certified forms concentrate the student's own held-out losses and "
+        "assume only that the held-out data are i.i.d. and independent of the models.", ""])
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--worlds", type=int, default=200)
+    p.add_argument("--worlds", type=int, default=210)
     p.add_argument("--draws", type=int, default=3)
     p.add_argument("--eta", type=float, default=0.05)
     p.add_argument("--clip", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(OUT))
     a = p.parse_args()
-    rng = np.random.default_rng(a.seed)
-    rows, t0 = [], time.perf_counter()
-    for k in range(a.worlds):
-        w, (WS, bS), n, noise = draw_world(rng)
-        zbig, ybig = w.sample_latent("student", 200_000, np.random.default_rng(10_000 + k))
-        loss = lk.cross_entropy(zbig @ WS.T + bS, ybig)
-        truth, truth_c = float(loss.mean()), float(np.minimum(loss, a.clip).mean())
-        WT, bT = w.bayes_head("teacher")
-        for d in range(a.draws):
-            drng = np.random.default_rng([a.seed, k, d])
-            zT, yT = w.sample_latent("teacher", n, drng)
-            zS, yS = w.sample_latent("student", n, drng)
-            if len(np.unique(yS)) < 1 or not set(np.unique(yS)) <= set(np.unique(yT)):
-                continue  # a student class without any teacher sample: the class-conditional form is undefined
-            rep = assemble(FeatureSet(zT, yT, zS, yS, WT, bT, WS, bS), posterior="true", eta=a.eta, clip=a.clip,
-                           rate_repeats=2, rate_sizes=[16, 32, 64])
-            row = {"world": k, "draw": d, "classes": w.num_classes, "latent_dim": w.latent_dim, "n": n,
-                   "feature_shift": w.feature_shift, "label_shift": w.label_shift, "spread": w.spread,
-                   "head_noise": noise, "true_risk": truth, "true_risk_clipped": truth_c}
-            for b in BOUNDS:
-                row[b] = rep.bounds[b].value
-                row[b + "_kind"] = rep.bounds[b].kind
-            rows.append(row)
-        if (k + 1) % 20 == 0:
-            print(f"{k + 1} worlds, {len(rows)} rows, {time.perf_counter() - t0:.0f}s", flush=True)
+    t0 = time.perf_counter()
+    rows = run(a.worlds, a.draws, a.eta, a.clip, a.seed)
+    s = summary(rows, a.eta)
+    s["settings"] = vars(a)
     out = Path(a.out)
-    keys = list(rows[0])
-    write_text(out / "coverage.csv", ",".join(keys) + "\n" + "".join(",".join(str(r[k]) for k in keys) + "\n"
-                                                                      for r in rows))
-    write_text(out / "coverage.md", render(rows, a, time.perf_counter() - t0))
-    write_text(out / "coverage.json", json.dumps(summary(rows, a), indent=2) + "\n")
-
-
-def summary(rows, a):
-    s = {}
-    for b in BOUNDS:
-        # the asymptotic bound is on the CE risk; the finite-sample and class-conditional ones on the clipped risk
-        target = "true_risk" if b == "asymptotic" else "true_risk_clipped"
-        held = np.array([r[b] >= r[target] for r in rows])
-        gap = np.array([(r[b] - r[target]) / r[b] for r in rows if r[b] > 0])
-        s[b] = {"held": float(held.mean()), "cases": int(len(held)), "kinds": sorted({r[b + "_kind"] for r in rows}),
-                "compared_with": target, "relative_gap_quantiles": dict(zip(
-                    ("p5", "p25", "p50", "p75", "p95"), np.percentile(gap, [5, 25, 50, 75, 95]).round(4).tolist()))}
-    s["settings"] = {"worlds": a.worlds, "draws": a.draws, "eta": a.eta, "clip": a.clip, "seed": a.seed}
-    return s
-
-
-def render(rows, a, seconds):
-    s = summary(rows, a)
-    lines = ["# Bound coverage on random synthetic worlds", "",
-             f"Written by `python scripts/theory_coverage.py --worlds {a.worlds} --draws {a.draws} --seed {a.seed}` "
-             f"in {seconds:.0f} s: {len({r['world'] for r in rows})} worlds, {len(rows)} (world, draw) cases, "
-             f"eta = {a.eta}, clip = {a.clip}. True risks by Monte Carlo on 200,000 draws; D_T(y|z) is the true "
-             "posterior (certified marginal form).", "",
-             "| bound | compared with | held | required | kinds | relative gap p5 / p50 / p95 |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    req = {"asymptotic": "100%", "class_conditional": "100%", "finite_sample": f">= {100 * (1 - a.eta):.0f}%",
-           "class_conditional_finite_sample": f">= {100 * (1 - a.eta):.0f}%",
-           "held_out_student": f">= {100 * (1 - a.eta):.0f}%"}
-    for b in BOUNDS:
-        q = s[b]["relative_gap_quantiles"]
-        lines.append(f"| {b} | {s[b]['compared_with']} | {100 * s[b]['held']:.1f}% ({s[b]['cases']} cases) | "
-                     f"{req[b]} | "
-                     f"{', '.join(s[b]['kinds'])} | {q['p5']:.3f} / {q['p50']:.3f} / {q['p95']:.3f} |")
-    lines += ["", "The asymptotic bounds are computed with empirical estimates of their population terms, so '100%' "
-              "is what the theorem demands of the population form; the plug-in can undershoot by sampling error. "
-              "The finite-sample bounds account for that error at confidence 1 - eta.", "",
-              "Draws: feature shift U(0, 3), label shift U(0, 3), classes 2..6, latent dimension 1..4, spread "
-              "U(0.5, 2), separation U(1, 3), n U(100, 600) per modality, student head = Bayes head + N(0, s^2) "
-              "noise with s ~ U(0, 1)."]
-    return "\n".join(lines) + "\n"
+    write_text(out / "coverage.csv", csv_text(rows))
+    write_text(out / "coverage.json", json.dumps(s, indent=2) + "\n")
+    write_text(out / "coverage.md", render({k: v for k, v in s.items() if k != "settings"}, a,
+                                           time.perf_counter() - t0, len(rows)))
+    failed = [b for b, v in s.items() if b != "settings" and v["required"] and v["held"] < v["required"]
+              and v["binomial_p_value"] <= 0.01]
+    print(f"{len(rows)} cases; certified bounds below their required coverage: {failed or 'none'}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -165,3 +165,86 @@ class SyntheticWorld:
                              torch.tensor(y[idx], dtype=torch.long), names)
             )
         return CrossModalPair("synthetic", mods[0], mods[1], kept.astype(np.int64))
+
+
+# ----------------------------------------------------------------------------- feature-level worlds
+WORLD_KINDS = ("gaussian", "heavy_tails", "far_mode", "constant_teacher", "flat_teacher", "tiny_n", "many_classes")
+
+
+@dataclass
+class FeatureWorld:
+    """A world drawn directly in the feature space, whose labels are drawn from known heads.
+
+    Teacher features ``z ~ P_T`` and labels ``y ~ softmax(W_T z + b_T)``: the teacher head *is* the true
+    posterior ``D_T(y|z)``, whatever the marginal. Student features ``z ~ P_S`` (``P_T`` moved by a
+    shift and a scale) and labels ``y ~ softmax(W_* z + b_*)`` with ``W_*`` the teacher head plus a
+    perturbation (a different conditional, so ``kappa != 1``). The student head under evaluation is
+    ``W_*`` plus noise. Marginals (``kind``): a Gaussian mixture, multivariate t with 2.5 degrees of
+    freedom (heavy tails), a mixture with 2 % of the mass 30 units away (a rare far mode); teachers:
+    generic, constant (``W_T = 0``) or nearly flat; sample sizes from tiny to moderate; up to 60 classes.
+    """
+
+    kind: str = "gaussian"
+    seed: int = 0
+    num_classes: int = field(init=False)
+    dim: int = field(init=False)
+    n: int = field(init=False)
+    params: dict = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if self.kind not in WORLD_KINDS:
+            raise DatasetError(f"unknown world kind {self.kind!r}; known: {', '.join(WORLD_KINDS)}")
+        rng = np.random.default_rng([self.seed, 5])
+        C = int(rng.integers(20, 61)) if self.kind == "many_classes" else int(rng.integers(2, 8))
+        d = int(rng.integers(1, 9))
+        self.num_classes, self.dim = C, d
+        self.n = int(rng.integers(5, 21)) if self.kind == "tiny_n" else int(rng.integers(40, 501))
+        scale = {"constant_teacher": 0.0, "flat_teacher": 0.01}.get(self.kind, float(rng.uniform(0.5, 3.0)))
+        WT, bT = rng.normal(size=(C, d)) * scale, rng.normal(size=C) * (scale > 0)
+        Wstar = WT + rng.normal(size=(C, d)) * rng.uniform(0, 1.0)
+        bstar = bT + rng.normal(size=C) * rng.uniform(0, 1.0)
+        self.params = dict(WT=WT, bT=bT, Wstar=Wstar, bstar=bstar, means=rng.normal(size=(3, d)) * 2,
+                           shift=rng.normal(size=d) * rng.uniform(0, 2), stretch=float(rng.uniform(0.7, 1.5)),
+                           WS=Wstar + rng.normal(size=(C, d)) * rng.uniform(0, 1.0), bS=bstar.copy(),
+                           far=np.eye(d)[0] * 30.0)
+
+    def _marginal(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        p = self.params
+        z = p["means"][rng.integers(0, 3, n)] + rng.normal(size=(n, self.dim))
+        if self.kind == "heavy_tails":
+            z = p["means"][rng.integers(0, 3, n)] + rng.standard_t(2.5, size=(n, self.dim))
+        if self.kind == "far_mode":
+            z = z + (rng.random(n) < 0.02)[:, None] * p["far"]
+        return z
+
+    def sample(self, role: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` draws ``(z, y)`` of ``role`` (``"teacher"`` or ``"student"``)."""
+        p = self.params
+        z = self._marginal(n, rng)
+        if role == "student":
+            z = z * p["stretch"] + p["shift"]
+            W, b = p["Wstar"], p["bstar"]
+        else:
+            W, b = p["WT"], p["bT"]
+        s = z @ W.T + b
+        prob = np.exp(s - s.max(1, keepdims=True))
+        prob /= prob.sum(1, keepdims=True)
+        y = (prob.cumsum(1) > rng.random((n, 1))).argmax(1)
+        return z, y
+
+    def feature_set(self, rng: np.random.Generator):
+        from cmkd_bounds.features import FeatureSet
+
+        p = self.params
+        zT, yT = self.sample("teacher", self.n, rng)
+        zS, yS = self.sample("student", self.n, rng)
+        return FeatureSet(zT, yT, zS, yS, p["WT"], p["bT"], p["WS"], p["bS"])
+
+    def truth(self, loss_clip: float, n: int = 200_000, seed: int = 99) -> dict:
+        """The evaluated student head's population risk, clipped risk and 0-1 error (Monte Carlo)."""
+        z, y = self.sample("student", n, np.random.default_rng(seed))
+        s = z @ self.params["WS"].T + self.params["bS"]
+        m = s.max(1, keepdims=True)
+        loss = (m[:, 0] + np.log(np.exp(s - m).sum(1))) - s[np.arange(n), y]
+        return {"risk": float(loss.mean()), "risk_clipped": float(np.minimum(loss, loss_clip).mean()),
+                "error01": float((s.argmax(1) != y).mean())}

@@ -161,6 +161,31 @@ def _cmd_grid(args) -> int:
     return 0
 
 
+def _cmd_steering(args) -> int:
+    from cmkd_bounds.app.experiments import steering_study
+
+    print(steering_study(args.runs, args.out, args.seeds, args.teacher_epochs, args.student_epochs, args.jobs,
+                         args.threads).read_text())
+    return 0
+
+
+def _cmd_sweep(args) -> int:
+    from cmkd_bounds.app.experiments import sweep
+
+    print(sweep(args.runs, args.out, args.seeds, args.teacher_epochs, args.student_epochs, args.jobs, args.threads,
+                n_boot=args.bootstrap).read_text())
+    return 0
+
+
+def _cmd_correlate(args) -> int:
+    from cmkd_bounds.app.correlate import correlate
+
+    res = correlate(args.eval_dir, args.out, n_boot=args.bootstrap)
+    print(f"{len(res)} correlations; wrote {args.out or args.eval_dir}/correlation.md, correlation.csv, "
+          "correlation.png")
+    return 0
+
+
 # ----------------------------------------------------------------------------- the parser
 def _evaluate_options(e) -> None:
     from cmkd_bounds.costs import COSTS
@@ -230,16 +255,44 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     m.set_defaults(func=_cmd_multiseed)
 
+    c = sub.add_parser("correlate", help="Kendall tau and Psi between every bound or term and the test error, "
+                                         "over a folder written by evaluate --runs")
+    c.add_argument("eval_dir", help="a folder written by cmkd-bounds evaluate --runs")
+    c.add_argument("--out", default=None, help="where correlation.md/.csv/.png go (default: eval_dir)")
+    c.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the runs")
+    c.set_defaults(func=_cmd_correlate)
+
     g = sub.add_parser("grid", help="the results grid of the default benchmark (both directions, both label regimes)")
     g.add_argument("--runs", default="runs/avmnist", help="where the runs live (resumable)")
     g.add_argument("--out", default="reports/avmnist", help="where results.md and results.csv go")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    g.add_argument("--teacher-epochs", type=int, default=8)
-    g.add_argument("--student-epochs", type=int, default=6)
-    g.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
-    g.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    _experiment_options(g)
     g.set_defaults(func=_cmd_grid)
+
+    st = sub.add_parser("steering", help="does the UCMKD bi-level step steer? inner learning rate, order and gradient "
+                                         "in the few-label regimes")
+    st.add_argument("--runs", default="runs/steering")
+    st.add_argument("--out", default="reports/ucmkd")
+    st.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    _experiment_options(st)
+    st.set_defaults(func=_cmd_steering)
+
+    sw = sub.add_parser("sweep", help="train a sweep of students, evaluate their bounds and correlate them with "
+                                      "the test error")
+    sw.add_argument("--runs", default="runs/study")
+    sw.add_argument("--out", default="reports/study")
+    sw.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    sw.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the runs")
+    _experiment_options(sw)
+    sw.set_defaults(func=_cmd_sweep)
     return p
+
+
+def _experiment_options(p) -> None:
+    p.add_argument("--teacher-epochs", type=int, default=8)
+    p.add_argument("--student-epochs", type=int, default=6)
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (they resume when rerun)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
 
 
 def main(argv: list[str] | None = None) -> int:
