@@ -21,6 +21,8 @@ independent of whatever the values were computed with (held-out data), each at c
 - :func:`class_marginal_l1`: ``||pi^ - pi||_1 <= sqrt(2 (C log 2 + log(1/eta)) / n)`` for the
   empirical class marginal of ``n`` labels in ``C`` classes (Weissman, Ordentlich, Seroussi,
   Verdu & Weinberger 2003, Theorem 2.1, with ``2^C - 2 <= 2^C``).
+
+Derivations: ``docs/theory.md`` of the repository.
 """
 
 from __future__ import annotations

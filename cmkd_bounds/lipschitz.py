@@ -41,6 +41,8 @@ activations' Lipschitz constants (1 for ReLU) times the logit-gradient bound.
 Lower bounds (:func:`tau_lower`): the largest gradient norm found over data points and by
 gradient ascent started from them, and the largest slope ``|f(z) - f(z')| / delta(z, z')`` over
 random pairs. Each is a value of the true constant's defining supremum, hence ``<= tau``.
+
+Derivations: ``docs/theory.md`` of the repository.
 """
 
 from __future__ import annotations

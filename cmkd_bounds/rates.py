@@ -26,6 +26,8 @@ subsamples (:func:`rate_curve`) evaluated at the sample size, plus the same McDi
 
 The certified bounds of :mod:`cmkd_bounds.theorem` do not use these terms: they concentrate the
 student's own held-out risk instead, which needs no support assumption.
+
+Derivations: ``docs/theory.md`` of the repository.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 r"""Assembly of every bound from features: the paper's forms, sharper transports, and certificates.
 
-Notation (docs/theory.md has the full derivations). Heads are linear, ``h(z) = z W^T + b``; ``c`` is
-the loss clip; ``f(z) = H(softmax(h_T(z) / T))`` is the teacher's expected loss under its own
-(calibrated) posterior, with values in ``[0, log C]``; ``R^_S`` and ``R^_S^c`` are the student's
+Notation (the derivations are in ``docs/theory.md`` of the repository). Heads are linear,
+``h(z) = z W^T + b``; ``c`` is the loss clip; ``f(z) = H(softmax(h_T(z) / T))`` is the teacher's expected
+loss under its own (calibrated) posterior, with values in ``[0, log C]``; ``R^_S`` and ``R^_S^c`` are the student's
 empirical risk and clipped risk on held-out data, ``E^_S`` and ``E^_T`` empirical means over the
 student's and the teacher's held-out features.
 

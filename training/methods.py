@@ -4,7 +4,7 @@
 - ``vanilla_kd``: ``(1 - a) CE + a T^2 KL(softmax(t/T) || softmax(s/T))`` on paired items;
 - ``feature_kd``: ``CE + lambda_fa FA``;
 - ``joint``: ``CE + lambda_fa FA + lambda_la LA`` in one optimiser (the naive ablation);
-- ``ucmkd``: the first-order bi-level step of the official code (DESIGN.md section 3).
+- ``ucmkd``: the first-order bi-level step of the official code (docs/theory.md, section 9).
 
 The UCMKD step never deep-copies the student. With ``n1 = n2 = 1`` it costs one forward and
 backward of the encoder for the FA step, one forward at the displaced parameters (shared by the

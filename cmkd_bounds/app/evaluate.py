@@ -35,15 +35,12 @@ class Progress:
             print(f"[{self.what}] {phase} ({time.perf_counter() - self.t0:.1f} s)", file=sys.stderr, flush=True)
 
 
-def evaluate_features(fs: FeatureSet, out: str | Path, settings: BoundSettings, *, overwrite: bool = False,
-                      title: str = "Bound report", source: dict | None = None, extra_terms=(), extra_assumptions=(),
-                      quiet: bool = False) -> BoundReport:
-    """Assemble the bounds and write the report folder ``out`` (claimed, atomic).
-
-    ``extra_terms`` are shown in the report beside the bound's own terms (not added to any bound).
-    """
+def _evaluate(out, settings: BoundSettings, overwrite: bool, quiet: bool, make) -> BoundReport:
+    """Claim ``out``, build the inputs with ``make(say)`` (features, title, source, extra terms and assumptions),
+    assemble the bounds and write the report folder atomically."""
     say = Progress("evaluate", quiet)
     with output_folder(out, overwrite) as tmp:
+        fs, title, source, extra_terms, extra_assumptions = make(say)
         report = assemble(fs, settings, progress=say)
         report.terms.extend(extra_terms)
         report.assumptions.extend(extra_assumptions)
@@ -52,14 +49,22 @@ def evaluate_features(fs: FeatureSet, out: str | Path, settings: BoundSettings, 
     return report
 
 
+def evaluate_features(fs: FeatureSet, out: str | Path, settings: BoundSettings, *, overwrite: bool = False,
+                      title: str = "Bound report", source: dict | None = None, quiet: bool = False) -> BoundReport:
+    """Assemble the bounds of ``fs`` and write the report folder ``out`` (claimed for the whole run, atomic)."""
+    return _evaluate(out, settings, overwrite, quiet, lambda say: (fs, title, source, (), ()))
+
+
 def evaluate_bundle(path, out, settings: BoundSettings, *, overwrite=False, quiet=False) -> BoundReport:
-    fs = feature_set_from_bundle(load_bundle(path))
-    extra = []
-    if settings.posterior == "true":
-        extra.append("the user asserted --posterior true: the teacher head's softmax is taken as the true posterior")
-    return evaluate_features(fs, out, settings, overwrite=overwrite, title=f"Bound report for {Path(path).name}",
-                             source={"bundle": str(Path(path).resolve()), "bundle_sha256": file_sha256(path)},
-                             extra_assumptions=extra, quiet=quiet)
+    def make(say):
+        extra = []
+        if settings.posterior == "true":
+            extra.append("the user asserted --posterior true: the teacher head's softmax is taken as the true "
+                         "posterior")
+        return (feature_set_from_bundle(load_bundle(path)), f"Bound report for {Path(path).name}",
+                {"bundle": str(Path(path).resolve()), "bundle_sha256": file_sha256(path)}, (), extra)
+
+    return _evaluate(out, settings, overwrite, quiet, make)
 
 
 def _vc_terms(info: dict, fs: FeatureSet, eta: float, clip: float):
@@ -83,16 +88,17 @@ def evaluate_checkpoints(teacher, student, out, settings: BoundSettings, *, spli
     if teacher is None:
         meta, _ = read_checkpoint(student)
         teacher = resolve_teacher(meta, student)
-    say = Progress("evaluate", quiet)
-    cf = features_from_checkpoints(teacher, student, split, progress=say)
-    info = cf.info
-    title = (f"Bound report: {info['method']} student ({info['student_modality']}) taught by "
-             f"{info['teacher_modality']}, {info['dataset']}, seed {info['seed']}")
-    return evaluate_features(
-        cf.features, out, settings, overwrite=overwrite, title=title, source=info, quiet=quiet,
-        extra_terms=_vc_terms(info, cf.features, settings.eta, settings.loss_clip),
-        extra_assumptions=["VC terms (Bartlett et al. 2019, Theorem 7) are shown for comparison only; they are not "
-                           "part of any bound above"])
+
+    def make(say):
+        cf = features_from_checkpoints(teacher, student, split, progress=say)
+        info = cf.info
+        title = (f"Bound report: {info['method']} student ({info['student_modality']}) taught by "
+                 f"{info['teacher_modality']}, {info['dataset']}, seed {info['seed']}")
+        return (cf.features, title, info, _vc_terms(info, cf.features, settings.eta, settings.loss_clip),
+                ["VC terms (Bartlett et al. 2019, Theorem 7) are shown for comparison only; they are not part of any "
+                 "bound above"])
+
+    return _evaluate(out, settings, overwrite, quiet, make)
 
 
 # ----------------------------------------------------------------------------- many runs
