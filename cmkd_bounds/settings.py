@@ -34,7 +34,8 @@ class BoundSettings:
         bounds (``>= ln 2``, so the 0-1 corollary ``err01 <= R^c / ln 2`` holds).
     posterior : how ``D_T(y|z)`` is modelled (:data:`POSTERIORS`).
     seed : seeds every random choice (rate-curve subsamples, gradient ascent, minibatches).
-    rate_repeats, rate_sizes : subsample repeats and sizes of the empirical rate curves.
+    rate_repeats, rate_sizes, rate_max_size : subsample repeats and sizes of the empirical rate curves (by
+        default 8 sizes from 25 to half the sample, at most ``rate_max_size``).
     w1_method, w1_width : W1 solver (:func:`cmkd_bounds.wasserstein.wasserstein1`) and the relative
         width asked of the certified bracket when it is used.
     kappa_cap : cap of the ratio estimator of kappa (a diagnostic).
@@ -49,6 +50,7 @@ class BoundSettings:
     seed: int = 0
     rate_repeats: int = 10
     rate_sizes: tuple[int, ...] | None = None
+    rate_max_size: int = 2000
     w1_method: str = "auto"
     w1_width: float = 1e-2
     kappa_cap: float = 10.0

@@ -481,7 +481,7 @@ def assemble(fs: FeatureSet, settings: BoundSettings | None = None, progress=Non
     say("empirical W1 rate curves")
     curves = {}
     for role, z in (("student", d.zS), ("teacher", d.zT)):
-        sizes = _sizes(len(z), s.rate_sizes)
+        sizes = _sizes(len(z), s.rate_sizes, s.rate_max_size)
         if len(sizes) >= 2 and min(sizes) >= 2:
             curves[role] = rate_curve(z, sizes=sizes, repeats=s.rate_repeats, cost=s.cost, seed=s.seed)
     if len(curves) < 2:
@@ -606,8 +606,8 @@ def _summary(r: BoundReport, mg: MarginalForm) -> str:
     )
 
 
-def _sizes(N: int, sizes):
+def _sizes(N: int, sizes, max_size: int = 2000):
     if sizes is not None:
         return [x for x in sizes if 2 * x <= N]
-    hi = N // 2
+    hi = min(N // 2, max_size)
     return sorted(set(np.geomspace(max(4, min(25, hi // 8)), hi, 8).astype(int)))

@@ -1,15 +1,17 @@
 """Fill the generated blocks of README.md from the files under reports/ (no number is typed by hand).
 
 Run: python scripts/update_readme.py
+
+Each block ``<!-- BEGIN name ... -->`` ... ``<!-- END name -->`` is replaced by text cut from a report; a
+block whose report is missing is left as it is and named on stdout.
 """
 
 import re
-import sys
 from pathlib import Path
 
+from cmkd_bounds.atomic import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from cmkd_bounds.atomic import write_text  # noqa: E402
 
 
 def section(md: str, start: str) -> str:
@@ -20,31 +22,37 @@ def section(md: str, start: str) -> str:
     return "\n".join(lines[i:j])
 
 
+def body(md: str) -> str:
+    """A report without its title line; its own headings become level-4 headings."""
+    out = [("#### " + line.lstrip("#").strip()) if line.startswith("##") else line
+           for line in md.splitlines() if not line.startswith("# ")]
+    return "\n".join(out).strip()
+
+
 def blocks() -> dict:
+    r = ROOT / "reports"
     out = {}
-    qs = ROOT / "reports" / "quickstart" / "summary.md"
-    if qs.exists():
-        md = qs.read_text()
+    if (r / "quickstart" / "summary.md").exists():
+        md = (r / "quickstart" / "summary.md").read_text()
         out["quickstart"] = section(md, "Teacher") + "\n\n" + section(md, "| student")
-    av = ROOT / "reports" / "avmnist" / "results.md"
-    if av.exists():
-        md = av.read_text()
-        parts = [section(md, "Teacher "), section(md, "| direction"), section(md, "Epoch-time ratio"),
-                 section(md, "- ")]
-        if "\nSteering" in md:
-            parts.append(section(md, "Steering"))
-        out["avmnist"] = "\n\n".join(parts)
-    cov = ROOT / "reports" / "theory" / "coverage.md"
-    if cov.exists():
-        md = cov.read_text()
+    if (r / "quickstart" / "spread.md").exists():
+        out["spread"] = body((r / "quickstart" / "spread.md").read_text())
+    if (r / "avmnist" / "results.md").exists():
+        out["avmnist"] = body((r / "avmnist" / "results.md").read_text())
+    if (r / "ucmkd" / "steering.md").exists():
+        out["steering"] = body((r / "ucmkd" / "steering.md").read_text())
+    if (r / "study" / "correlation.md").exists():
+        md = (r / "study" / "correlation.md").read_text()
+        keep = [s for s in md.split("\n## ") if s.startswith(("# ", "all strata"))]
+        out["study"] = body("\n## ".join(keep))
+    if (r / "theory" / "coverage.md").exists():
+        md = (r / "theory" / "coverage.md").read_text()
         out["coverage"] = section(md, "Written by") + "\n\n" + section(md, "| bound")
     parts = []
-    for name in ("w1.md", "bilevel.md"):
-        f = ROOT / "reports" / "benchmarks" / name
+    for name in ("w1.md", "paper_scale.md", "bilevel.md", "startup.md"):
+        f = r / "benchmarks" / name
         if f.exists():
-            body = [("#### " + line[3:]) if line.startswith("## ") else line
-                    for line in f.read_text().splitlines() if not line.startswith("# ")]
-            parts.append(f"From `reports/benchmarks/{name}`:\n\n" + "\n".join(body).strip())
+            parts.append(f"From `reports/benchmarks/{name}`:\n\n" + body(f.read_text()))
     if parts:
         out["benchmarks"] = "\n\n".join(parts)
     return out
@@ -52,11 +60,13 @@ def blocks() -> dict:
 
 def main():
     readme = (ROOT / "README.md").read_text()
-    for name, text in blocks().items():
+    found = blocks()
+    for name in re.findall(r"<!-- BEGIN (\w+) ", readme):
+        if name not in found:
+            print(f"README block {name}: no report yet, left as it is")
+            continue
         pat = re.compile(rf"(<!-- BEGIN {name} [^\n]*-->\n).*?(<!-- END {name} -->)", re.S)
-        readme, n = pat.subn(lambda m, text=text: m.group(1) + text.strip() + "\n" + m.group(2), readme)
-        if n != 1:
-            raise SystemExit(f"README.md has no block {name}")
+        readme = pat.sub(lambda m, text=found[name]: m.group(1) + text.strip() + "\n" + m.group(2), readme)
     write_text(ROOT / "README.md", readme)
 
 

@@ -25,14 +25,23 @@ from cmkd_bounds.theorem import BoundReport, assemble
 
 
 class Progress:
-    """Phase lines on stderr (``[evaluate] phase ... 1.2 s``), silent with ``quiet``."""
+    """Phase lines on stderr (``[evaluate] 12.3 s: phase``), silent with ``quiet``; keeps each phase's duration."""
 
     def __init__(self, what: str, quiet: bool = False):
-        self.what, self.quiet, self.t0, self.last = what, quiet, time.perf_counter(), None
+        self.what, self.quiet, self.t0 = what, quiet, time.perf_counter()
+        self.phases: list[list] = []  # [name, start, seconds]
 
     def __call__(self, phase: str) -> None:
+        now = time.perf_counter() - self.t0
+        if self.phases:
+            self.phases[-1][2] = now - self.phases[-1][1]
+        self.phases.append([phase, now, None])
         if not self.quiet:
-            print(f"[{self.what}] {phase} ({time.perf_counter() - self.t0:.1f} s)", file=sys.stderr, flush=True)
+            print(f"[{self.what}] {now:7.1f} s: {phase}", file=sys.stderr, flush=True)
+
+    def seconds(self) -> dict[str, float]:
+        """Duration of every finished phase."""
+        return {name: sec for name, _, sec in self.phases if sec is not None}
 
 
 def _evaluate(out, settings: BoundSettings, overwrite: bool, quiet: bool, make) -> BoundReport:
@@ -45,7 +54,9 @@ def _evaluate(out, settings: BoundSettings, overwrite: bool, quiet: bool, make) 
         report.terms.extend(extra_terms)
         report.assumptions.extend(extra_assumptions)
         say("writing the report")
-        write_report(report, tmp, title=title, source={**(source or {}), "settings": settings.as_dict()})
+        say("done")
+        write_report(report, tmp, title=title, source={**(source or {}), "settings": settings.as_dict(),
+                                                       "phase_seconds": say.seconds()})
     return report
 
 
