@@ -56,15 +56,9 @@ def cli(*args, cwd=None) -> str:
 def synthetic_bundle(path: Path, **override) -> Path:
     from training.synthetic import SyntheticWorld
 
-    w = SyntheticWorld(num_classes=3, feature_shift=0.5, seed=1)
-    rng = np.random.default_rng(0)
-    zT, yT = w.sample_latent("teacher", 120, rng)
-    zS, yS = w.sample_latent("student", 90, rng)
-    WT, bT = w.bayes_head("teacher")
-    WS, bS = w.bayes_head("student")
-    arrays = dict(
-        teacher_z=zT, teacher_y=yT, student_z=zS, student_y=yS, teacher_W=WT, teacher_b=bT, student_W=WS, student_b=bS
-    )
+    fs = SyntheticWorld(num_classes=3, feature_shift=0.5, seed=1).feature_set(120, 90, np.random.default_rng(0),
+                                                                               with_calibration=False)
+    arrays = {k: v for k, v in fs.__dict__.items() if v is not None}
     arrays.update(override)
     np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
     return path
