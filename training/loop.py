@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from training import protocols
 from training.checkpoint import load_model, load_state, save_checkpoint, save_state
 from training.config import TrainConfig
 from training.datasets import CrossModalPair, ModalityData, load_pair
+from training.distributed import dist_info, grad_reducer, sync_buffers
 from training.methods import Batch, make_method
 from training.models import Model, make_spec
 
@@ -52,29 +52,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as e:
         raise ValueError(f"unknown device {name!r}") from e
-
-
-def dist_info() -> tuple[int, int]:
-    """``(rank, world)``; initialises the process group when started by ``torchrun``."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
-def _grad_reducer(world: int):
-    if world == 1:
-        return None
-    import torch.distributed as dist
-
-    def reduce(params):
-        for p in params:
-            dist.all_reduce(p.grad)
-            p.grad /= world
-
-    return reduce
 
 
 # ----------------------------------------------------------------------------- data
@@ -178,7 +155,7 @@ def train(cfg: TrainConfig) -> Path:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
-    method = make_method(cfg, model, optimizer, teacher_head=teacher_head, reduce_grads=_grad_reducer(world),
+    method = make_method(cfg, model, optimizer, teacher_head=teacher_head, reduce_grads=grad_reducer(world),
                          autocast=autocast)
 
     history, best_acc, start = [], -1.0, 0
@@ -258,6 +235,7 @@ def train(cfg: TrainConfig) -> Path:
                 sums.setdefault(k, []).append(v)
             count += 1
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+        sync_buffers(model, world)  # BatchNorm running statistics: every rank evaluates and saves the same model
         val_acc = accuracy(model, data_val, device)
         record = {"epoch": epoch + 1, "val_acc": val_acc, "epoch_time": time.perf_counter() - t0, "steps": count,
                   **{k: float(np.mean(v)) for k, v in sums.items()}}
