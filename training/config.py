@@ -12,6 +12,9 @@ import typing
 from dataclasses import dataclass, fields
 
 METHODS = ("ce", "vanilla_kd", "feature_kd", "joint", "ucmkd")
+FA_GRADS = ("unrolled", "envelope")
+BN_UPDATES = ("official", "once")
+BILEVEL_ORDERS = ("first_order", "second_order")
 
 
 @dataclass
@@ -50,6 +53,10 @@ class TrainConfig:
     inner_wd: float = 0.05
     n1: int = 1
     n2: int = 1
+    fa_grad: str = "unrolled"  # unrolled: d<C,P(C)>/dC through the Sinkhorn iterations (official) | envelope
+    bn_updates: str = "official"  # ucmkd: official: running stats updated n1 + n2 + 1 times per step | once
+    label_smoothing: float = 0.0  # ucmkd: LA and outer CE (0.1: the official RAVDESS variant); teachers ignore it
+    bilevel: str = "first_order"  # ucmkd: first_order (official) | second_order (through the inner steps)
     kd_temperature: float = 4.0
     kd_alpha: float = 0.9
     steer_every: int = 50  # steps between bi-level steering diagnostics (0: never)
@@ -75,6 +82,17 @@ class TrainConfig:
             raise ValueError("n1, n2 and labels_per_class must be >= 0")
         if self.lr <= 0 or self.reg <= 0:
             raise ValueError("lr and reg must be > 0")
+        for name, choices in (("fa_grad", FA_GRADS), ("bn_updates", BN_UPDATES), ("bilevel", BILEVEL_ORDERS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
+        if self.role == "student" and self.method != "ucmkd":
+            if self.label_smoothing:
+                raise ValueError("label_smoothing applies to the ucmkd step only (LA and outer CE, as in the "
+                                 f"official RAVDESS code); method {self.method} would ignore it")
+            if self.bilevel != "first_order":
+                raise ValueError(f"bilevel {self.bilevel} is an option of the ucmkd step, not of {self.method}")
         return self
 
     def to_dict(self) -> dict:
