@@ -276,9 +276,14 @@ def feature_alignment(z_s: torch.Tensor, z_t: torch.Tensor, cost: str = "l2", re
     return transport_cost(C, reg, iters, grad, twice_differentiable=twice_differentiable)
 
 
+def _upcast(x: torch.Tensor) -> torch.Tensor:
+    """float32 for half-precision tensors (autocast), the tensor itself otherwise (float64 stays float64)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def kappa_official(teacher_logits_at_student: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``softmax(h_T(z_S))_y``, in ``[0, 1]``, no gradient."""
-    return torch.softmax(teacher_logits_at_student.detach().float(), 1).gather(1, y[:, None])[:, 0]
+    return torch.softmax(_upcast(teacher_logits_at_student.detach()), 1).gather(1, y[:, None])[:, 0]
 
 
 def label_alignment(student_logits: torch.Tensor, teacher_logits_at_student: torch.Tensor,
@@ -289,7 +294,7 @@ def label_alignment(student_logits: torch.Tensor, teacher_logits_at_student: tor
     ``mean CE(h_S(z), y)`` alone: the LA step moves the head as a cross-entropy step would.
     """
     k = kappa_official(teacher_logits_at_student, y)
-    ce_s = F.cross_entropy(student_logits.float(), y, reduction="none", label_smoothing=label_smoothing)
-    ce_t = F.cross_entropy(teacher_logits_at_student.detach().float(), y, reduction="none",
+    ce_s = F.cross_entropy(_upcast(student_logits), y, reduction="none", label_smoothing=label_smoothing)
+    ce_t = F.cross_entropy(_upcast(teacher_logits_at_student.detach()), y, reduction="none",
                            label_smoothing=label_smoothing)
     return (ce_s - k * ce_t).mean()

@@ -23,7 +23,7 @@ from torch.func import functional_call
 from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from training.alignment import feature_alignment, label_alignment
+from training.alignment import _upcast, feature_alignment, label_alignment
 from training.config import TrainConfig
 
 PAIRED_PROTOCOLS = ("paired", "fixed_class")
@@ -237,10 +237,10 @@ class UCMKD(Method):
 
     def _encode(self, params: dict, buffers: dict, x, lengths) -> torch.Tensor:
         with self.autocast:
-            return functional_call(self.model, (params, buffers), (x, lengths), {"part": "encode"}).float()
+            return _upcast(functional_call(self.model, (params, buffers), (x, lengths), {"part": "encode"}))
 
     def _head_logits(self, params: dict, z: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.model, params, (z,), {"part": "head"}, strict=False).float()
+        return _upcast(functional_call(self.model, params, (z,), {"part": "head"}, strict=False))
 
     def step(self, b):
         cfg, model = self.cfg, self.model
