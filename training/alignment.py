@@ -81,7 +81,8 @@ def _kernel_iterates(K: np.ndarray, iters: int, stop_thr: float, check_every: in
     """POT's ``sinkhorn_knopp`` iterates for uniform marginals.
 
     Returns ``U`` ``(T + 1, n)`` (``U[0] = 1/n``), ``V`` ``(T, m)`` and ``T``; ``None`` when an
-    iterate is not finite (the caller then falls back to the log domain).
+    iterate is not finite (the caller then falls back to the log domain). Written with preallocated
+    outputs: four NumPy calls per iteration.
     """
     n, m = K.shape
     KT = np.ascontiguousarray(K.T)
@@ -90,15 +91,14 @@ def _kernel_iterates(K: np.ndarray, iters: int, stop_thr: float, check_every: in
     U = np.empty((iters + 1, n))
     V = np.empty((iters, m))
     U[0] = 1.0 / n
-    u = U[0]
+    tv, tu = np.empty(m), np.empty(n)
     T = iters
     for i in range(iters):
-        v = b / (KT @ u)
-        u = 1.0 / (Kp @ v)
-        V[i], U[i + 1] = v, u
+        np.divide(b, np.dot(KT, U[i], out=tv), out=V[i])
+        np.divide(1.0, np.dot(Kp, V[i], out=tu), out=U[i + 1])
         if i % check_every == 0:
-            col = v * (KT @ u)
-            if math.sqrt(float(((col - b) ** 2).sum())) < stop_thr:
+            col = V[i] * (KT @ U[i + 1]) - b
+            if math.sqrt(float(col @ col)) < stop_thr:
                 T = i + 1
                 break
     U, V = U[: T + 1], V[:T]
@@ -108,27 +108,33 @@ def _kernel_iterates(K: np.ndarray, iters: int, stop_thr: float, check_every: in
 
 
 def _kernel_backward(C: np.ndarray, K: np.ndarray, U: np.ndarray, V: np.ndarray, eps: float) -> np.ndarray:
-    """``dW/dC`` through the ``T`` iterations (module docstring); ``C`` is the shifted cost."""
+    """``dW/dC`` through the ``T`` iterations (module docstring); ``C`` is the shifted cost.
+
+    The recursion is run on ``alpha`` and ``beta`` directly: ``beta_t = -(K^T alpha_t) o v_t^2 / b``
+    (plus ``V_T o v_T / b`` at ``t = T``) and ``alpha_{t-1} = -(K beta_t) o u_{t-1}^2 / a``, two
+    matrix-vector products and two products per iteration. A non-finite result (squares beyond
+    float64's range) is returned as is; the caller falls back to the log domain.
+    """
     n, m = K.shape
     T = V.shape[0]
     a, b = 1.0 / n, 1.0 / m
     P = U[T][:, None] * K * V[T - 1][None, :]
     CP = C * P
-    u_adj = CP.sum(1)
-    v_last = CP.sum(0)
-    A = np.empty((T, n))
-    B = np.empty((T, m))
     KT = np.ascontiguousarray(K.T)
-    for t in range(T, 0, -1):
-        alpha = u_adj * U[t] / a
-        A[t - 1] = alpha
-        v_adj = -(KT @ alpha) * V[t - 1]
-        if t == T:
-            v_adj += v_last
-        beta = v_adj * V[t - 1] / b
-        B[t - 1] = beta
-        u_adj = -(K @ beta) * U[t - 1]
-    return P - CP / eps + K * (A.T @ V + U[:T].T @ B) / eps
+    with np.errstate(over="ignore", invalid="ignore"):
+        Wu = U * U * (-1.0 / a)  # -u_t^2 / a
+        Wv = V * V * (-1.0 / b)  # -v_t^2 / b
+        A = np.empty((T, n))
+        B = np.empty((T, m))
+        np.multiply(CP.sum(1), U[T] / a, out=A[T - 1])
+        tv, tu = np.empty(m), np.empty(n)
+        for t in range(T, 0, -1):
+            np.multiply(np.dot(KT, A[t - 1], out=tv), Wv[t - 1], out=B[t - 1])
+            if t == T:
+                B[T - 1] += CP.sum(0) * V[T - 1] / b
+            if t > 1:
+                np.multiply(np.dot(K, B[t - 1], out=tu), Wu[t - 1], out=A[t - 2])
+        return P - CP / eps + K * (A.T @ V + U[:T].T @ B) / eps
 
 
 # ----------------------------------------------------------------------------- log domain (torch, autograd-able)
@@ -225,13 +231,21 @@ class _UnrolledCost(torch.autograd.Function):
     def forward(ctx, C, eps, iters, stop_thr, solved):
         Cs, K, U, V, T = solved
         P = torch.from_numpy(U[T][:, None] * K * V[T - 1][None, :]).to(C.device)
-        ctx.eps, ctx.solved = eps, solved
+        ctx.eps, ctx.iters, ctx.stop_thr, ctx.solved = eps, iters, stop_thr, solved
+        ctx.save_for_backward(C)
         return (C * P).sum()
 
     @staticmethod
     def backward(ctx, grad):
         Cs, K, U, V, _ = ctx.solved
-        G = torch.from_numpy(_kernel_backward(Cs, K, U, V, ctx.eps)).to(grad.device)
+        G = _kernel_backward(Cs, K, U, V, ctx.eps)
+        if np.isfinite(G).all():
+            G = torch.from_numpy(G).to(grad.device)
+        else:  # squared scalings beyond float64: the same derivative through the log-domain iterates
+            with torch.enable_grad():
+                C = ctx.saved_tensors[0].detach().requires_grad_(True)
+                P, _ = _log_iterates(C, ctx.eps, int(ctx.iters), float(ctx.stop_thr), CHECK_EVERY)
+                G = torch.autograd.grad((C * P).sum(), C)[0]
         return grad * G, None, None, None, None
 
 

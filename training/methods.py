@@ -152,6 +152,19 @@ def _adamw_steps(theta: dict, grads: dict, state: dict, lr: float, wd: float, t:
         return out
     b1, b2 = betas
     c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+    if not differentiable:  # the same formula with one fused call per operation over all tensors
+        ps, gs = [theta[n] for n in names], [grads[n] for n in names]
+        sq = torch._foreach_mul(gs, gs)
+        if t == 1 or names[0] not in state:
+            ms, vs = torch._foreach_mul(gs, 1 - b1), torch._foreach_mul(sq, 1 - b2)
+        else:
+            ms = torch._foreach_add(torch._foreach_mul([state[n][0] for n in names], b1), gs, alpha=1 - b1)
+            vs = torch._foreach_add(torch._foreach_mul([state[n][1] for n in names], b2), sq, alpha=1 - b2)
+        state.update({n: (m, v) for n, m, v in zip(names, ms, vs)})
+        denom = torch._foreach_add(torch._foreach_sqrt(torch._foreach_div(vs, c2)), eps)
+        new = torch._foreach_add(torch._foreach_mul(ps, 1 - lr * wd), torch._foreach_div(ms, denom), alpha=-lr / c1)
+        out.update(zip(names, new))
+        return out
     for n in names:
         g, p = grads[n], theta[n]
         m, v = state.get(n, (None, None))
@@ -159,11 +172,8 @@ def _adamw_steps(theta: dict, grads: dict, state: dict, lr: float, wd: float, t:
         v = (1 - b2) * g * g if v is None else b2 * v + (1 - b2) * g * g
         state[n] = (m, v)
         vh = v / c2
-        if differentiable:
-            pos = vh > 0
-            root = torch.where(pos, torch.where(pos, vh, torch.ones_like(vh)).sqrt(), torch.zeros_like(vh))
-        else:
-            root = vh.sqrt()
+        pos = vh > 0  # sqrt with derivative 0 at 0 (the subgradient of |g|), not inf * 0 = nan
+        root = torch.where(pos, torch.where(pos, vh, torch.ones_like(vh)).sqrt(), torch.zeros_like(vh))
         out[n] = p * (1 - lr * wd) - (lr / c1) * m / (root + eps)
     return out
 
@@ -237,10 +247,11 @@ class UCMKD(Method):
 
     def _encode(self, params: dict, buffers: dict, x, lengths) -> torch.Tensor:
         with self.autocast:
-            return _upcast(functional_call(self.model, (params, buffers), (x, lengths), {"part": "encode"}))
+            return _upcast(functional_call(self.model, (params, buffers), (x, lengths), {"part": "encode"},
+                                           tie_weights=False))
 
     def _head_logits(self, params: dict, z: torch.Tensor) -> torch.Tensor:
-        return _upcast(functional_call(self.model, params, (z,), {"part": "head"}, strict=False))
+        return _upcast(functional_call(self.model, params, (z,), {"part": "head"}, strict=False, tie_weights=False))
 
     def step(self, b):
         cfg, model = self.cfg, self.model
