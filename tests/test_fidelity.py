@@ -277,3 +277,27 @@ def test_bn_repeat_equals_repeated_forwards(momentum):
     assert int(bn.num_batches_tracked) == int(twin.num_batches_tracked) == 4
     np.testing.assert_allclose(bn.running_mean, twin.running_mean, rtol=0, atol=1e-6)
     np.testing.assert_allclose(bn.running_var, twin.running_var, rtol=0, atol=1e-6)
+
+
+def test_reverse_pass_falls_back_to_log_domain_autograd_when_not_finite(monkeypatch):
+    import training.alignment as al
+
+    g = torch.Generator().manual_seed(5)
+    C = torch.cdist(torch.randn(12, 3, generator=g), torch.randn(9, 3, generator=g)).double()
+    _, ref = _value_and_grad(_pot_value, C)
+    monkeypatch.setattr(al, "_kernel_backward", lambda *a: np.full(C.shape, np.inf))
+    _, gr = _value_and_grad(lambda c: transport_cost(c, 0.1), C)
+    assert float((gr - ref).abs().max()) <= 1e-11 * float(ref.abs().max())
+
+
+def test_new_options_are_validated():
+    base = dict(teacher="t")
+    for bad in (dict(fa_grad="implicit"), dict(bn_updates="twice"), dict(bilevel="third_order"),
+                dict(label_smoothing=1.0), dict(method="joint", label_smoothing=0.1),
+                dict(method="feature_kd", bilevel="second_order")):
+        with pytest.raises(ValueError):
+            TrainConfig(**base, **bad).validate()
+    cfg = TrainConfig(**base).validate()
+    assert (cfg.fa_grad, cfg.bn_updates, cfg.label_smoothing, cfg.bilevel) == ("unrolled", "official", 0.0,
+                                                                               "first_order")
+    TrainConfig(role="teacher", label_smoothing=0.1).validate()  # a teacher config derived from a student's
