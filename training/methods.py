@@ -6,12 +6,15 @@
 - ``joint``: ``CE + lambda_fa FA + lambda_la LA`` in one optimiser (the naive ablation);
 - ``ucmkd``: the first-order bi-level step of the official code (DESIGN.md section 3).
 
-The UCMKD step never deep-copies the student. With ``n1 = n2 = 1`` it costs one forward and
-backward of the encoder for the FA step, one forward at the displaced parameters (shared by the
-LA step, on detached features, and by the outer CE step) and one backward: about 2x a CE step.
+The UCMKD step never deep-copies the student, yet computes what the official deep-copy step computes
+(``tests/test_fidelity.py`` checks it against a transcription). With ``n1 = n2 = 1`` it costs one
+forward and backward of the encoder for the FA step, one forward at the displaced parameters (shared
+by the LA step, on detached features, and by the outer CE step) and one backward: about 2x a CE step.
 The displaced parameters live in a dictionary and the model runs on them through
-``torch.func.functional_call``. Each inner step is the first step of a fresh AdamW (the official
-code builds its inner optimiser anew each minibatch): ``theta <- theta (1 - lr wd) - lr m^/(sqrt v^ + eps)``.
+``torch.func.functional_call``. Each inner step is a step of a fresh AdamW (the official code builds
+its inner optimiser anew each minibatch): ``theta <- theta (1 - lr wd) - lr m^/(sqrt v^ + eps)``. The
+official step's extra BatchNorm updates (its LA forwards repeat the outer forward's batch statistics)
+are replayed arithmetically instead of recomputed.
 """
 
 from __future__ import annotations
@@ -191,11 +194,12 @@ def _bn_snapshot(layers) -> list:
 def _bn_repeat(snapshot: list, times: int) -> None:
     """Apply ``times`` more times the running-statistics update of the forward since ``snapshot``.
 
-    A forward in training mode moves ``r`` to ``r1 = r0 + mu (s - r0)`` with the batch statistic ``s``
-    and ``mu`` the momentum (``1 / N`` with cumulative averaging, ``N`` the updated count). Repeating
-    it with the same ``s`` (the same batch at the same parameters, as the official step's LA forwards
-    and outer forward are) gives ``d_{k+1} = (1 - mu_{k+1}) / mu_k * mu_{k+1} d_k``-type increments,
-    computed here from ``d_1 = r1 - r0`` without forming ``s`` (so no rounding is amplified).
+    A forward in training mode moves a running statistic ``r`` by ``d_1 = r_1 - r_0 = mu_1 (s - r_0)``,
+    ``s`` the batch statistic, ``mu`` the momentum (``1 / N_k`` with cumulative averaging, ``N_k`` the
+    count after update ``k``). Repeating the update with the same ``s`` (the same batch at the same
+    parameters, as the official step's LA forwards and outer forward are) adds
+    ``d_{k+1} = (1 - mu) d_k`` (momentum) or ``d_{k+1} = d_k (N_k - 1) / (N_k + 1)`` (cumulative),
+    computed from ``d_1`` without forming ``s = r_0 + d_1 / mu`` (which would amplify rounding).
     """
     if times <= 0:
         return
