@@ -91,13 +91,15 @@ def _kernel_iterates(K: np.ndarray, iters: int, stop_thr: float, check_every: in
     U = np.empty((iters + 1, n))
     V = np.empty((iters, m))
     U[0] = 1.0 / n
+    Ur, Vr = list(U), list(V)  # row views, made once
     tv, tu = np.empty(m), np.empty(n)
     T = iters
     for i in range(iters):
-        np.divide(b, np.dot(KT, U[i], out=tv), out=V[i])
-        np.divide(1.0, np.dot(Kp, V[i], out=tu), out=U[i + 1])
+        v, u = Vr[i], Ur[i + 1]
+        np.divide(b, np.dot(KT, Ur[i], out=tv), out=v)
+        np.divide(1.0, np.dot(Kp, v, out=tu), out=u)
         if i % check_every == 0:
-            col = V[i] * (KT @ U[i + 1]) - b
+            col = v * (KT @ u) - b
             if math.sqrt(float(col @ col)) < stop_thr:
                 T = i + 1
                 break
@@ -126,14 +128,15 @@ def _kernel_backward(C: np.ndarray, K: np.ndarray, U: np.ndarray, V: np.ndarray,
         Wv = V * V * (-1.0 / b)  # -v_t^2 / b
         A = np.empty((T, n))
         B = np.empty((T, m))
-        np.multiply(CP.sum(1), U[T] / a, out=A[T - 1])
+        Ar, Br, Wur, Wvr = list(A), list(B), list(Wu), list(Wv)
+        np.multiply(CP.sum(1), U[T] / a, out=Ar[T - 1])
         tv, tu = np.empty(m), np.empty(n)
         for t in range(T, 0, -1):
-            np.multiply(np.dot(KT, A[t - 1], out=tv), Wv[t - 1], out=B[t - 1])
+            np.multiply(np.dot(KT, Ar[t - 1], out=tv), Wvr[t - 1], out=Br[t - 1])
             if t == T:
-                B[T - 1] += CP.sum(0) * V[T - 1] / b
+                Br[T - 1] += CP.sum(0) * V[T - 1] / b
             if t > 1:
-                np.multiply(np.dot(K, B[t - 1], out=tu), Wu[t - 1], out=A[t - 2])
+                np.multiply(np.dot(K, Br[t - 1], out=tu), Wur[t - 1], out=Ar[t - 2])
         return P - CP / eps + K * (A.T @ V + U[:T].T @ B) / eps
 
 

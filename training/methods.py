@@ -140,14 +140,15 @@ class Joint(FeatureKD):
 
 
 def _adamw_steps(theta: dict, grads: dict, state: dict, lr: float, wd: float, t: int, betas=(0.9, 0.999),
-                 eps=1e-8, differentiable: bool = False) -> dict:
+                 eps=1e-8, differentiable: bool = False, keep_state: bool = True) -> dict:
     """Step ``t`` of an AdamW started afresh (``state`` holds its moments) on a parameter dictionary.
 
     ``theta <- theta (1 - lr wd) - lr m^/(sqrt(v^) + eps)``, ``m^ = m / (1 - b1^t)``, ``v^ = v / (1 - b2^t)``,
     which at ``t = 1`` is ``theta (1 - lr wd) - lr g / (|g| + eps)``. Parameters without a gradient are
     left as they are (as ``torch.optim.AdamW`` skips them: no decay, no state). With ``differentiable``
     the update stays on the autograd graph, and ``sqrt`` has derivative 0 where ``v^ = 0`` (the
-    subgradient of ``|g|`` at 0) instead of ``inf * 0 = nan``.
+    subgradient of ``|g|`` at 0) instead of ``inf * 0 = nan``. ``keep_state=False`` (no later step)
+    lets step 1 skip the moments.
     """
     out = dict(theta)
     names = [n for n in theta if grads.get(n) is not None]
@@ -157,6 +158,11 @@ def _adamw_steps(theta: dict, grads: dict, state: dict, lr: float, wd: float, t:
     c1, c2 = 1 - b1 ** t, 1 - b2 ** t
     if not differentiable:  # the same formula with one fused call per operation over all tensors
         ps, gs = [theta[n] for n in names], [grads[n] for n in names]
+        if t == 1 and not keep_state:  # m^ = g, v^ = g^2: theta (1 - lr wd) - lr g / (|g| + eps)
+            denom = torch._foreach_add_(torch._foreach_abs(gs), eps)
+            new = torch._foreach_addcdiv_(torch._foreach_mul(ps, 1 - lr * wd), gs, denom, value=-lr)
+            out.update(zip(names, new))
+            return out
         sq = torch._foreach_mul(gs, gs)
         if t == 1 or names[0] not in state:
             ms, vs = torch._foreach_mul(gs, 1 - b1), torch._foreach_mul(sq, 1 - b2)
@@ -282,7 +288,8 @@ class UCMKD(Method):
             fa_val = fa.item()
             enc = {n: p for n, p in theta.items() if n not in self._head}
             g = self._grads(fa, enc, create_graph=second)
-            theta = _adamw_steps(theta, g, state, cfg.inner_lr, cfg.inner_wd, t, differentiable=second)
+            theta = _adamw_steps(theta, g, state, cfg.inner_lr, cfg.inner_wd, t, differentiable=second,
+                                 keep_state=t < cfg.n1)
         # --- one encoder forward at the displaced parameters, shared by LA and the outer CE
         if not second:
             theta = {n: p.detach().requires_grad_(True) for n, p in theta.items()}
@@ -300,7 +307,8 @@ class UCMKD(Method):
             la = label_alignment(self._head_logits(head_theta, z_la), t_logits, b.y, cfg.label_smoothing)
             la_val = la.item()
             g = self._grads(la, head_theta, create_graph=second)
-            head_theta = _adamw_steps(head_theta, g, state, cfg.inner_lr, cfg.inner_wd, t, differentiable=second)
+            head_theta = _adamw_steps(head_theta, g, state, cfg.inner_lr, cfg.inner_wd, t, differentiable=second,
+                                      keep_state=t < cfg.n2)
         if not second:
             head_theta = {n: p.detach().requires_grad_(True) for n, p in head_theta.items()}
         ce = F.cross_entropy(self._head_logits(head_theta, z), b.y, label_smoothing=cfg.label_smoothing)
