@@ -139,6 +139,23 @@ class Joint(FeatureKD):
     use_la = True
 
 
+def _fused_adamw(ps, gs, names, state, lr, wd, t, b1, b2, eps, keep_state):
+    """:func:`_adamw_steps` without autograd: one fused (foreach) call per operation over all tensors."""
+    if t == 1 and not keep_state:  # m^ = g, v^ = g^2: theta (1 - lr wd) - lr g / (|g| + eps)
+        denom = torch._foreach_add_(torch._foreach_abs(gs), eps)
+        return torch._foreach_addcdiv_(torch._foreach_mul(ps, 1 - lr * wd), gs, denom, value=-lr)
+    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+    sq = torch._foreach_mul(gs, gs)
+    if t == 1 or names[0] not in state:
+        ms, vs = torch._foreach_mul(gs, 1 - b1), torch._foreach_mul(sq, 1 - b2)
+    else:
+        ms = torch._foreach_add(torch._foreach_mul([state[n][0] for n in names], b1), gs, alpha=1 - b1)
+        vs = torch._foreach_add(torch._foreach_mul([state[n][1] for n in names], b2), sq, alpha=1 - b2)
+    state.update({n: (m, v) for n, m, v in zip(names, ms, vs)})
+    denom = torch._foreach_add(torch._foreach_sqrt(torch._foreach_div(vs, c2)), eps)
+    return torch._foreach_add(torch._foreach_mul(ps, 1 - lr * wd), torch._foreach_div(ms, denom), alpha=-lr / c1)
+
+
 def _adamw_steps(theta: dict, grads: dict, state: dict, lr: float, wd: float, t: int, betas=(0.9, 0.999),
                  eps=1e-8, differentiable: bool = False, keep_state: bool = True) -> dict:
     """Step ``t`` of an AdamW started afresh (``state`` holds its moments) on a parameter dictionary.
@@ -156,23 +173,10 @@ def _adamw_steps(theta: dict, grads: dict, state: dict, lr: float, wd: float, t:
         return out
     b1, b2 = betas
     c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    if not differentiable:  # the same formula with one fused call per operation over all tensors
-        ps, gs = [theta[n] for n in names], [grads[n] for n in names]
-        if t == 1 and not keep_state:  # m^ = g, v^ = g^2: theta (1 - lr wd) - lr g / (|g| + eps)
-            denom = torch._foreach_add_(torch._foreach_abs(gs), eps)
-            new = torch._foreach_addcdiv_(torch._foreach_mul(ps, 1 - lr * wd), gs, denom, value=-lr)
-            out.update(zip(names, new))
-            return out
-        sq = torch._foreach_mul(gs, gs)
-        if t == 1 or names[0] not in state:
-            ms, vs = torch._foreach_mul(gs, 1 - b1), torch._foreach_mul(sq, 1 - b2)
-        else:
-            ms = torch._foreach_add(torch._foreach_mul([state[n][0] for n in names], b1), gs, alpha=1 - b1)
-            vs = torch._foreach_add(torch._foreach_mul([state[n][1] for n in names], b2), sq, alpha=1 - b2)
-        state.update({n: (m, v) for n, m, v in zip(names, ms, vs)})
-        denom = torch._foreach_add(torch._foreach_sqrt(torch._foreach_div(vs, c2)), eps)
-        new = torch._foreach_add(torch._foreach_mul(ps, 1 - lr * wd), torch._foreach_div(ms, denom), alpha=-lr / c1)
-        out.update(zip(names, new))
+    if not differentiable:
+        with torch.no_grad():
+            out.update(zip(names, _fused_adamw([theta[n] for n in names], [grads[n] for n in names], names, state,
+                                               lr, wd, t, b1, b2, eps, keep_state)))
         return out
     for n in names:
         g, p = grads[n], theta[n]
@@ -247,6 +251,9 @@ class UCMKD(Method):
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
+        # bound once, as an optimiser binds its parameters (loading a state dict copies into them)
+        self._params = dict(self.model.named_parameters())
+        self._buffers = dict(self.model.named_buffers())
         self._head = set(self.model.head_params())
         self._bn = _batchnorms(self.model)
 
@@ -255,34 +262,39 @@ class UCMKD(Method):
         gs = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True, create_graph=create_graph)
         return {n: g for n, g in zip(names, gs) if g is not None}
 
-    def _encode(self, params: dict, buffers: dict, x, lengths) -> torch.Tensor:
+    def _encode(self, params: dict | None, buffers: dict | None, x, lengths) -> torch.Tensor:
+        """Features at ``params`` with ``buffers`` (``None``: the model's own, run without functional_call)."""
+        dicts = tuple(d for d in (params, buffers) if d is not None)
         with self.autocast:
-            return _upcast(functional_call(self.model, (params, buffers), (x, lengths), {"part": "encode"},
-                                           tie_weights=False))
+            if not dicts:
+                return _upcast(self.model(x, lengths, part="encode"))
+            return _upcast(functional_call(self.model, dicts, (x, lengths), {"part": "encode"}, tie_weights=False))
 
-    def _head_logits(self, params: dict, z: torch.Tensor) -> torch.Tensor:
+    def _head_logits(self, params: dict | None, z: torch.Tensor) -> torch.Tensor:
+        if params is None:
+            return _upcast(self.model(z, part="head"))
         return _upcast(functional_call(self.model, params, (z,), {"part": "head"}, strict=False, tie_weights=False))
 
     def step(self, b):
-        cfg, model = self.cfg, self.model
+        cfg = self.cfg
         second = cfg.bilevel == "second_order"
         official_bn = cfg.bn_updates == "official"
-        buffers = dict(model.named_buffers())
+        live, buffers = self._params, self._buffers
         if second:
-            leaves = {n: p.detach().requires_grad_(True) for n, p in model.named_parameters()}
+            leaves = {n: p.detach().requires_grad_(True) for n, p in live.items()}
             theta = dict(leaves)
         else:
-            theta = {n: p.detach() for n, p in model.named_parameters()}
+            theta = live  # first order: step 1 differentiates at the live parameters themselves
         fx, fl, fzt = b.fa()
         fa_val = 0.0
         # --- n1 inner FA steps on the encoder (head untouched), fresh AdamW state
         state = {}
         for t in range(1, cfg.n1 + 1):
-            if not second:
+            if not second and t > 1:
                 theta = {n: p.detach().requires_grad_(n not in self._head) for n, p in theta.items()}
             # official: the FA forward updates the running statistics; once: on a scratch copy
-            bufs = buffers if official_bn else {n: v.clone() for n, v in buffers.items()}
-            z = self._encode(theta, bufs, fx, fl)
+            bufs = None if official_bn else {n: v.clone() for n, v in buffers.items()}
+            z = self._encode(None if theta is live else theta, bufs, fx, fl)
             fa = feature_alignment(z, fzt, cfg.cost, cfg.reg, cfg.sinkhorn_iters, cfg.fa_grad,
                                    twice_differentiable=second)
             fa_val = fa.item()
@@ -292,19 +304,21 @@ class UCMKD(Method):
                                  keep_state=t < cfg.n1)
         # --- one encoder forward at the displaced parameters, shared by LA and the outer CE
         if not second:
-            theta = {n: p.detach().requires_grad_(True) for n, p in theta.items()}
+            theta = {n: p.detach().requires_grad_(True) if n not in self._head else p for n, p in theta.items()}
         snapshot = _bn_snapshot(self._bn) if official_bn and cfg.n2 else None
-        z = self._encode(theta, buffers, b.x, b.lengths)
+        z = self._encode(theta, None, b.x, b.lengths)
         zd = z.detach()
         t_logits = self.teacher_head(zd)
         # first order: LA on detached features; second order: the head's update depends on z(phi')
         z_la = z if second else zd
-        head_theta = {n: theta[n] for n in self._head}
+        head_theta = {n: (theta if second else live)[n] for n in self._head}  # FA leaves the head alone
         state, la_val = {}, 0.0
         for t in range(1, cfg.n2 + 1):
-            if not second:
+            if not second and t > 1:
                 head_theta = {n: p.detach().requires_grad_(True) for n, p in head_theta.items()}
-            la = label_alignment(self._head_logits(head_theta, z_la), t_logits, b.y, cfg.label_smoothing)
+            on_live = not second and t == 1
+            la = label_alignment(self._head_logits(None if on_live else head_theta, z_la), t_logits, b.y,
+                                 cfg.label_smoothing)
             la_val = la.item()
             g = self._grads(la, head_theta, create_graph=second)
             head_theta = _adamw_steps(head_theta, g, state, cfg.inner_lr, cfg.inner_wd, t, differentiable=second,
@@ -319,7 +333,7 @@ class UCMKD(Method):
         if snapshot:  # the official step's n2 LA forwards see this batch at these parameters too (after the
             _bn_repeat(snapshot, cfg.n2)  # backward: autograd saved the running statistics with the forward)
         self.opt.zero_grad(set_to_none=True)
-        for n, p in model.named_parameters():
+        for n, p in live.items():
             if n in grads:
                 p.grad = grads[n].to(p.dtype)
         out = {"loss": ce.item(), "ce": ce.item(), "fa": fa_val, "la": la_val}
