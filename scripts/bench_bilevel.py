@@ -120,7 +120,33 @@ def bench(swap: bool, steps: int, bs: int = 64):
                 times[k].append(time.perf_counter() - t)
     med = {k: float(np.median(v)) for k, v in times.items()}
     return {"student": student.name, "steps": steps, "batch": bs, "median_step_s": med,
-            "ratio_to_ce": {k: v / med["ce"] for k, v in med.items()}}
+            "ratio_to_ce": {k: v / med["ce"] for k, v in med.items()},
+            "order_gap": order_gap(student, teacher_head, data[:3])}
+
+
+def order_gap(student, teacher_head, data, inner_lrs=(1e-5, 1e-3, 1e-1)) -> list:
+    """How far the second-order outer gradient is from the first-order one: for each inner learning
+    rate, from the same fresh weights on the same batches, the cosine and the relative distance
+    ``|g2 - g1| / |g1|`` of the whole-model gradients (before clipping), averaged over the batches."""
+    torch.manual_seed(1)
+    init = Model(make_spec(student, 64)).train()
+    rows = []
+    for lr in inner_lrs:
+        cos, rel = [], []
+        for b in data:
+            g = {}
+            for order in ("first_order", "second_order"):
+                model = copy.deepcopy(init)
+                cfg = TrainConfig(method="ucmkd", teacher="x", steer_every=0, inner_lr=lr, bilevel=order)
+                m = make_method(cfg, model, torch.optim.SGD(model.parameters(), lr=0.0), teacher_head=teacher_head)
+                m._finish = lambda: None  # keep the raw gradient
+                m.step(b)
+                g[order] = torch.cat([p.grad.flatten() for p in model.parameters()])
+            g1, g2 = g["first_order"], g["second_order"]
+            cos.append(float(F.cosine_similarity(g1, g2, dim=0)))
+            rel.append(float((g2 - g1).norm() / g1.norm()))
+        rows.append({"inner_lr": lr, "cosine": float(np.mean(cos)), "relative_distance": float(np.mean(rel))})
+    return rows
 
 
 def main():
@@ -157,6 +183,13 @@ def main():
         lines.append(f"| {r['student']} (CE step {1000 * r['median_step_s']['ce']:.1f} ms) | " +
                      " | ".join(f"{v:.2f}x" for v in r["ratio_to_ce"].values()) +
                      f" | {'yes' if r['meets_target'] else 'no'} |")
+    lines += ["", "Second-order against first-order outer gradient (`order_gap`: same fresh weights, 3 batches, "
+              "default step otherwise; cosine and |g2 - g1| / |g1|):", "",
+              "| student | " + " | ".join(f"inner lr {r['inner_lr']:g}" for r in res["runs"][0]["order_gap"]) + " |",
+              "| --- |" + " --- |" * len(res["runs"][0]["order_gap"])]
+    for r in res["runs"]:
+        lines.append(f"| {r['student']} | " + " | ".join(f"cos {g['cosine']:.4f}, rel {g['relative_distance']:.2g}"
+                                                          for g in r["order_gap"]) + " |")
     write_text(OUT / "bilevel.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
