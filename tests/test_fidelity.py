@@ -183,7 +183,7 @@ def test_unrolled_gradient_is_autograd_through_pots_iterations(scale):
     g = torch.Generator().manual_seed(2)
     C = (torch.cdist(torch.randn(40, 16, generator=g), torch.randn(30, 16, generator=g) + 0.3) * scale).double()
     ref_v, ref_g = _value_and_grad(_pot_value, C)
-    for twice in (False, True):  # hand-written kernel-domain reverse pass; autograd through log-domain iterates
+    for twice in (False, True):  # hand-written reverse pass; autograd through recorded iterates (second order)
         v, gr = _value_and_grad(lambda c, t=twice: transport_cost(c, 0.1, twice_differentiable=t), C)
         assert v == pytest.approx(ref_v, rel=1e-12)
         assert float((gr - ref_g).abs().max()) <= 1e-11 * float(ref_g.abs().max())

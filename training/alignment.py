@@ -167,6 +167,30 @@ def _log_iterates(C: torch.Tensor, eps: float, iters: int, stop_thr: float, chec
     return torch.exp(Mr + lu[:, None] + lv[None, :]), T
 
 
+def _kernel_iterates_recorded(C: torch.Tensor, eps: float, iters: int, stop_thr: float, check_every: int):
+    """The kernel-domain iterates as autograd-recorded torch operations (differentiable twice).
+
+    ``C`` is shifted by its (detached) minimum, which changes neither the plan nor ``W``'s gradient.
+    Returns the plan and ``T``.
+    """
+    n, m = C.shape
+    K = torch.exp((C - C.detach().min()) / -eps)
+    Kp = K * n
+    b = 1.0 / m
+    u = torch.full((n,), 1.0 / n, dtype=C.dtype, device=C.device)
+    v = u
+    T = iters
+    for i in range(iters):
+        v = b / (K.T @ u)
+        u = 1.0 / (Kp @ v)
+        if i % check_every == 0:
+            with torch.no_grad():
+                if float(torch.linalg.vector_norm(v * (K.T @ u) - b)) < stop_thr:
+                    T = i + 1
+                    break
+    return u[:, None] * K * v[None, :], T
+
+
 def _solve(C: torch.Tensor, eps: float, iters: int, stop_thr: float, check_every: int):
     """Kernel-domain iterates when safe: ``(Cs, K, U, V, T)`` in NumPy, else ``None``."""
     Cn = C.detach().to("cpu", torch.float64).numpy()
@@ -265,9 +289,9 @@ def transport_cost(C: torch.Tensor, eps: float, iters: int = 100, grad: str = "u
     eps, iters, stop_thr : as in :func:`sinkhorn`.
     grad : ``"unrolled"`` (through the iterations, the official gradient) or ``"envelope"`` (plan
         held fixed: the gradient of ``<C,P> - eps H(P)`` at the plan); same value either way.
-    twice_differentiable : build the unrolled value from autograd-recorded log-domain iterations,
-        so it can be differentiated again (``create_graph=True``, second-order bi-level steps);
-        the same function, several times slower.
+    twice_differentiable : build the unrolled value from autograd-recorded iterations (kernel
+        domain, or log domain beyond :data:`KERNEL_MAX_RANGE`), so it can be differentiated again
+        (``create_graph=True``, second-order bi-level steps); the same function, several times slower.
 
     Returns
     -------
@@ -283,6 +307,10 @@ def transport_cost(C: torch.Tensor, eps: float, iters: int = 100, grad: str = "u
         solved = _solve(C, eps, iters, stop_thr, CHECK_EVERY)
         if solved is not None:
             return _UnrolledCost.apply(C64, eps, iters, stop_thr, solved).to(C.dtype)
+    if float(C64.detach().max() - C64.detach().min()) / eps < KERNEL_MAX_RANGE:
+        P, _ = _kernel_iterates_recorded(C64, eps, int(iters), float(stop_thr), CHECK_EVERY)
+        if torch.isfinite(P).all():
+            return (C64 * P).sum().to(C.dtype)
     P, _ = _log_iterates(C64, eps, int(iters), float(stop_thr), CHECK_EVERY)  # recorded by autograd
     return (C64 * P).sum().to(C.dtype)
 
