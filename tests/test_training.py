@@ -203,3 +203,38 @@ def test_robustness_presets_shape_the_training_pools():
     assert "training pairs" in tr.info["disjoint"]["dropped"] and disj["test"].correspondence is not None
     with pytest.raises(ValueError, match="leaves synthetic no training pair"):
         prepare_data(TrainConfig(disjoint=0.5, protocol="paired", **base))
+
+
+def _torchrun(tmp_path, name, cfg_kwargs: dict) -> dict:
+    """Train with ``cfg_kwargs`` on two ranks under torchrun (a free port); the run's result.json."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / f"{name}.py"
+    script.write_text("from training.config import TrainConfig\nfrom training.loop import train\n"
+                      f"train(TrainConfig(**{cfg_kwargs!r}))\n")
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                        str(script)], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-8000:]
+    return json.loads((tmp_path / name / "result.json").read_text())
+
+
+@pytest.mark.slow
+def test_torchrun_trains_batchnorm_models_with_identical_ranks(tmp_path):
+    """The CNN teacher and an image student (both with BatchNorm) train on two ranks and end identical."""
+    common = dict(dataset="digits-fsdd", feat_dim=32, batch_size=64, quiet=True)
+    teacher = _torchrun(tmp_path, "teacher", dict(role="teacher", epochs=3, out=str(tmp_path / "teacher"), **common))
+    assert teacher["world_size"] == 2 and teacher["ranks_identical"] is True
+    assert teacher["test_acc"] > 0.6  # 8x8 digits, ten classes
+    _, weights = read_checkpoint(tmp_path / "teacher" / "best.safetensors")
+    assert any(k.endswith("running_var") for k in weights)
+    assert all(not torch.equal(v, torch.ones_like(v)) for k, v in weights.items() if k.endswith("running_var"))
+    # the image student: spoken digits (trained here on one process) teach the 8x8 digits CNN
+    audio = train(TrainConfig(role="teacher", swap=True, epochs=2, out=str(tmp_path / "audio"), **common)).path
+    student = _torchrun(tmp_path, "student", dict(method="ucmkd", swap=True, teacher=str(audio / "best.safetensors"),
+                                                  epochs=2, out=str(tmp_path / "student"), **common))
+    assert student["world_size"] == 2 and student["ranks_identical"] is True
+    assert student["test_acc"] > 0.5

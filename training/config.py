@@ -14,6 +14,9 @@ from dataclasses import dataclass, fields
 
 from training.names import DEFAULT_DATASET, METHODS, MODALITY_DATASETS, PAIR_DATASETS, PAIRED_PROTOCOLS, PROTOCOLS
 
+FA_GRADS = ("unrolled", "envelope")
+BN_UPDATES = ("official", "once")
+BILEVEL_ORDERS = ("first_order", "second_order")
 # fields that may change when a finished or interrupted run is continued (they do not change its result)
 RESUMABLE_CHANGES = frozenset({"epochs", "quiet", "resume", "overwrite", "device"})
 
@@ -56,6 +59,10 @@ class TrainConfig:
     inner_wd: float = 0.05
     n1: int = 1
     n2: int = 1
+    fa_grad: str = "unrolled"  # unrolled: d<C,P(C)>/dC through the Sinkhorn iterations (official) | envelope
+    bn_updates: str = "official"  # ucmkd: official: running stats updated n1 + n2 + 1 times per step | once
+    label_smoothing: float = 0.0  # ucmkd: LA and outer CE (0.1: the official RAVDESS variant); teachers ignore it
+    bilevel: str = "first_order"  # ucmkd: first_order (official) | second_order (through the inner steps)
     kd_temperature: float = 4.0
     kd_alpha: float = 0.9
     steer_every: int = 50  # steps between bi-level steering diagnostics (0: never)
@@ -101,6 +108,11 @@ class TrainConfig:
             raise ValueError("n1, n2 and labels_per_class must be >= 0")
         if self.lr <= 0 or self.reg <= 0 or self.grad_clip <= 0:
             raise ValueError("lr, reg and grad_clip must be > 0")
+        for name, choices in (("fa_grad", FA_GRADS), ("bn_updates", BN_UPDATES), ("bilevel", BILEVEL_ORDERS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
         if self.role == "student":
             if self.method == "vanilla_kd" and self.protocol not in PAIRED_PROTOCOLS:
                 raise ValueError(f"vanilla_kd distils each item from its paired teacher item and needs a pairing "
@@ -110,6 +122,12 @@ class TrainConfig:
                 raise ValueError("class_resample draws each item's partner from the item's class, and with "
                                  "--labels-per-class the unlabelled items have no class to draw from: use permutation "
                                  "(random partners), or paired / fixed_class where the data are paired")
+            if self.method != "ucmkd":
+                if self.label_smoothing:
+                    raise ValueError("label_smoothing applies to the ucmkd step only (LA and outer CE, as in the "
+                                     f"official RAVDESS code); method {self.method} would ignore it")
+                if self.bilevel != "first_order":
+                    raise ValueError(f"bilevel {self.bilevel} is an option of the ucmkd step, not of {self.method}")
         return self
 
     def to_dict(self) -> dict:

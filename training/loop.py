@@ -17,7 +17,6 @@ averaged across ranks before each optimiser step (gloo on CPU, NCCL on GPU).
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import replace
 
@@ -38,6 +37,7 @@ from training.checkpoint import (
 from training.config import TrainConfig
 from training.data import CrossModalPair, ModalityData
 from training.datasets import fingerprint, load_pair
+from training.distributed import dist_info, grad_reducer, sync_buffers
 from training.methods import make_method
 from training.models import Model, make_spec
 from training.run_folder import RunFolder
@@ -58,29 +58,6 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError as e:
         raise ValueError(f"unknown device {name!r}") from e
-
-
-def dist_info() -> tuple[int, int]:
-    """``(rank, world)``; initialises the process group when started by ``torchrun``."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
-
-
-def _grad_reducer(world: int):
-    if world == 1:
-        return None
-    import torch.distributed as dist
-
-    def reduce(params):
-        for p in params:
-            dist.all_reduce(p.grad)
-            p.grad /= world
-
-    return reduce
 
 
 # ----------------------------------------------------------------------------- data
@@ -218,7 +195,7 @@ def _train(cfg: TrainConfig, run: RunFolder, rank: int, world: int, device) -> R
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))
-    method = make_method(cfg, model, optimizer, teacher_head=teacher_head, reduce_grads=_grad_reducer(world),
+    method = make_method(cfg, model, optimizer, teacher_head=teacher_head, reduce_grads=grad_reducer(world),
                          autocast=autocast)
     meta = CheckpointMeta(cfg.role, model.spec, data_train.modality, data_train.name, cfg.dataset, cfg.swap,
                           cfg.split_seed, cfg.feat_dim, cfg.cost, cfg.method if cfg.role == "student" else "ce",
@@ -266,6 +243,7 @@ def _train(cfg: TrainConfig, run: RunFolder, rank: int, world: int, device) -> R
             for k, v in metrics.items():
                 sums.setdefault(k, []).append(v)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+        sync_buffers(model, world)  # BatchNorm running statistics: every rank evaluates and saves the same model
         val_acc = accuracy(model, val, device)
         record = {"epoch": epoch + 1, "val_acc": val_acc, "val_items": len(val),
                   "epoch_time": time.perf_counter() - t0, "steps": len(mine),

@@ -6,12 +6,15 @@
 - ``joint``: ``CE + lambda_fa FA + lambda_la LA`` in one optimiser (the naive ablation);
 - ``ucmkd``: the first-order bi-level step of the official code (docs/theory.md, section 9).
 
-The UCMKD step never deep-copies the student. With ``n1 = n2 = 1`` it costs one forward and
-backward of the encoder for the FA step, one forward at the displaced parameters (shared by the
-LA step, on detached features, and by the outer CE step) and one backward: about 2x a CE step.
+The UCMKD step never deep-copies the student, yet computes what the official deep-copy step computes
+(``tests/test_fidelity.py`` checks it against a transcription). With ``n1 = n2 = 1`` it costs one
+forward and backward of the encoder for the FA step, one forward at the displaced parameters (shared
+by the LA step, on detached features, and by the outer CE step) and one backward: about 2x a CE step.
 The displaced parameters live in a dictionary and the model runs on them through
-``torch.func.functional_call``. Each inner step is the first step of a fresh AdamW (the official
-code builds its inner optimiser anew each minibatch): ``theta <- theta (1 - lr wd) - lr m^/(sqrt v^ + eps)``.
+``torch.func.functional_call``. Each inner step is a step of a fresh AdamW (the official code builds
+its inner optimiser anew each minibatch): ``theta <- theta (1 - lr wd) - lr m^/(sqrt v^ + eps)``. The
+official step's extra BatchNorm updates (its LA forwards repeat the outer forward's batch statistics)
+are replayed arithmetically instead of recomputed.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call
 from torch.nn import functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from training.alignment import feature_alignment, label_alignment
+from training.alignment import _upcast, feature_alignment, label_alignment
 from training.config import TrainConfig
 
 
@@ -111,7 +115,7 @@ class FeatureKD(Method):
             ce = F.cross_entropy(logits, b.y)
             fx, fl, fzt = b.fa()
             zf = z if b.fa_x is None else self.model.encode(fx, fl)
-        fa = feature_alignment(zf.float(), fzt, cfg.cost, cfg.reg, cfg.sinkhorn_iters)
+        fa = feature_alignment(zf.float(), fzt, cfg.cost, cfg.reg, cfg.sinkhorn_iters, cfg.fa_grad)
         loss = ce + cfg.lambda_fa * fa
         out = {"ce": ce.item(), "fa": fa.item()}
         if self.use_la:
@@ -127,73 +131,199 @@ class Joint(FeatureKD):
     use_la = True
 
 
-def _adamw_first_steps(theta: dict, grads: dict, state: dict, lr: float, wd: float, t: int,
-                       betas=(0.9, 0.999), eps=1e-8) -> dict:
-    """One AdamW step on a parameter dictionary (no autograd history); ``state`` holds the moments."""
-    out = {}
-    for n, p in theta.items():
-        g = grads.get(n)
-        if g is None:
-            out[n] = p
-            continue
-        m, v = state.get(n, (torch.zeros_like(p), torch.zeros_like(p)))
-        m = betas[0] * m + (1 - betas[0]) * g
-        v = betas[1] * v + (1 - betas[1]) * g * g
+def _fused_adamw(ps, gs, names, state, lr, wd, t, b1, b2, eps, keep_state):
+    """:func:`_adamw_steps` without autograd: one fused (foreach) call per operation over all tensors."""
+    if t == 1 and not keep_state:  # m^ = g, v^ = g^2: theta (1 - lr wd) - lr g / (|g| + eps)
+        denom = torch._foreach_add_(torch._foreach_abs(gs), eps)
+        return torch._foreach_addcdiv_(torch._foreach_mul(ps, 1 - lr * wd), gs, denom, value=-lr)
+    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+    sq = torch._foreach_mul(gs, gs)
+    if t == 1 or names[0] not in state:
+        ms, vs = torch._foreach_mul(gs, 1 - b1), torch._foreach_mul(sq, 1 - b2)
+    else:
+        ms = torch._foreach_add(torch._foreach_mul([state[n][0] for n in names], b1), gs, alpha=1 - b1)
+        vs = torch._foreach_add(torch._foreach_mul([state[n][1] for n in names], b2), sq, alpha=1 - b2)
+    state.update({n: (m, v) for n, m, v in zip(names, ms, vs)})
+    denom = torch._foreach_add(torch._foreach_sqrt(torch._foreach_div(vs, c2)), eps)
+    return torch._foreach_add(torch._foreach_mul(ps, 1 - lr * wd), torch._foreach_div(ms, denom), alpha=-lr / c1)
+
+
+def _adamw_steps(theta: dict, grads: dict, state: dict, lr: float, wd: float, t: int, betas=(0.9, 0.999),
+                 eps=1e-8, differentiable: bool = False, keep_state: bool = True) -> dict:
+    """Step ``t`` of an AdamW started afresh (``state`` holds its moments) on a parameter dictionary.
+
+    ``theta <- theta (1 - lr wd) - lr m^/(sqrt(v^) + eps)``, ``m^ = m / (1 - b1^t)``, ``v^ = v / (1 - b2^t)``,
+    which at ``t = 1`` is ``theta (1 - lr wd) - lr g / (|g| + eps)``. Parameters without a gradient are
+    left as they are (as ``torch.optim.AdamW`` skips them: no decay, no state). With ``differentiable``
+    the update stays on the autograd graph, and ``sqrt`` has derivative 0 where ``v^ = 0`` (the
+    subgradient of ``|g|`` at 0) instead of ``inf * 0 = nan``. ``keep_state=False`` (no later step)
+    lets step 1 skip the moments.
+    """
+    out = dict(theta)
+    names = [n for n in theta if grads.get(n) is not None]
+    if not names:
+        return out
+    b1, b2 = betas
+    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+    if not differentiable:
+        with torch.no_grad():
+            out.update(zip(names, _fused_adamw([theta[n] for n in names], [grads[n] for n in names], names, state,
+                                               lr, wd, t, b1, b2, eps, keep_state)))
+        return out
+    for n in names:
+        g, p = grads[n], theta[n]
+        m, v = state.get(n, (None, None))
+        m = (1 - b1) * g if m is None else b1 * m + (1 - b1) * g
+        v = (1 - b2) * g * g if v is None else b2 * v + (1 - b2) * g * g
         state[n] = (m, v)
-        mh, vh = m / (1 - betas[0] ** t), v / (1 - betas[1] ** t)
-        out[n] = p * (1 - lr * wd) - lr * mh / (vh.sqrt() + eps)
+        vh = v / c2
+        pos = vh > 0  # sqrt with derivative 0 at 0 (the subgradient of |g|), not inf * 0 = nan
+        root = torch.where(pos, torch.where(pos, vh, torch.ones_like(vh)).sqrt(), torch.zeros_like(vh))
+        out[n] = p * (1 - lr * wd) - (lr / c1) * m / (root + eps)
     return out
 
 
+def _batchnorms(model) -> list:
+    """The BatchNorm layers whose running statistics a training-mode forward updates."""
+    return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+
+
+def _bn_snapshot(layers) -> list:
+    return [(m, m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in layers
+            if m.training and m.running_mean is not None]
+
+
+def _bn_repeat(snapshot: list, times: int) -> None:
+    """Apply ``times`` more times the running-statistics update of the forward since ``snapshot``.
+
+    A forward in training mode moves a running statistic ``r`` by ``d_1 = r_1 - r_0 = mu_1 (s - r_0)``,
+    ``s`` the batch statistic, ``mu`` the momentum (``1 / N_k`` with cumulative averaging, ``N_k`` the
+    count after update ``k``). Repeating the update with the same ``s`` (the same batch at the same
+    parameters, as the official step's LA forwards and outer forward are) adds
+    ``d_{k+1} = (1 - mu) d_k`` (momentum) or ``d_{k+1} = d_k (N_k - 1) / (N_k + 1)`` (cumulative),
+    computed from ``d_1`` without forming ``s = r_0 + d_1 / mu`` (which would amplify rounding).
+    """
+    if times <= 0:
+        return
+    with torch.no_grad():
+        for m, mean0, var0, count0 in snapshot:
+            for r, r0 in ((m.running_mean, mean0), (m.running_var, var0)):
+                d = r - r0
+                n = count0 + 1  # the count after the first update
+                for _ in range(times):
+                    if m.momentum is None:  # cumulative average: s - r_k = (s - r0) (1 - 1/n) ... d = (s - r_{k-1}) / n
+                        d = d * (n - 1) / (n + 1)
+                        n += 1
+                    else:
+                        d = d * (1 - m.momentum)
+                    r.add_(d)
+            m.num_batches_tracked.add_(times)
+
+
 class UCMKD(Method):
+    """The bi-level UCMKD step (DESIGN.md section 3), first or second order.
+
+    Per minibatch, from the student's parameters ``theta = (phi, h)`` (encoder, head):
+
+    1. ``n1`` FA steps of a fresh AdamW on the encoder: ``phi' = AdamW^n1(phi; grad_phi FA(phi))``;
+    2. ``n2`` LA steps of a fresh AdamW on the head, features detached: ``h' = AdamW^n2(h; grad_h LA(h; z(phi')))``;
+    3. the outer gradient of ``CE(phi', h')`` (label-smoothed with ``label_smoothing``) is applied to
+       the real student by its optimiser (gradients clipped to ``grad_clip``).
+
+    ``bilevel="first_order"`` takes ``grad_{phi', h'} CE`` (the official step); ``"second_order"``
+    differentiates ``CE(phi'(theta), h'(theta, phi'))`` in ``theta`` through the inner steps
+    (``create_graph``), the LA step's dependence on the features included.
+
+    ``bn_updates="official"`` updates BatchNorm running statistics as the official step does: one
+    update per FA forward, then ``n2 + 1`` updates with the statistics of the labelled batch at
+    ``phi'`` (the LA forwards and the outer forward); ``"once"`` keeps only the outer one.
+    """
+
     name = "ucmkd"
 
-    def _grads(self, loss, params: dict) -> dict:
-        names = list(params)
-        gs = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        # bound once, as an optimiser binds its parameters (loading a state dict copies into them)
+        self._params = dict(self.model.named_parameters())
+        self._buffers = dict(self.model.named_buffers())
+        self._head = set(self.model.head_params())
+        self._bn = _batchnorms(self.model)
+
+    def _grads(self, loss, params: dict, create_graph: bool = False) -> dict:
+        names = [n for n, p in params.items() if p.requires_grad]
+        gs = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True, create_graph=create_graph)
         return {n: g for n, g in zip(names, gs) if g is not None}
 
+    def _encode(self, params: dict | None, buffers: dict | None, x, lengths) -> torch.Tensor:
+        """Features at ``params`` with ``buffers`` (``None``: the model's own, run without functional_call)."""
+        dicts = tuple(d for d in (params, buffers) if d is not None)
+        with self.autocast:
+            if not dicts:
+                return _upcast(self.model(x, lengths, part="encode"))
+            return _upcast(functional_call(self.model, dicts, (x, lengths), {"part": "encode"}, tie_weights=False))
+
+    def _head_logits(self, params: dict | None, z: torch.Tensor) -> torch.Tensor:
+        if params is None:
+            return _upcast(self.model(z, part="head"))
+        return _upcast(functional_call(self.model, params, (z,), {"part": "head"}, strict=False, tie_weights=False))
+
     def step(self, b):
-        cfg, model = self.cfg, self.model
-        live = dict(model.named_parameters())
-        buffers = dict(model.named_buffers())
-        head = set(model.head_params())
-        theta = {n: p.detach() for n, p in live.items()}
+        cfg = self.cfg
+        second = cfg.bilevel == "second_order"
+        official_bn = cfg.bn_updates == "official"
+        live, buffers = self._params, self._buffers
+        if second:
+            leaves = {n: p.detach().requires_grad_(True) for n, p in live.items()}
+            theta = dict(leaves)
+        else:
+            theta = live  # first order: step 1 differentiates at the live parameters themselves
         fx, fl, fzt = b.fa()
         fa_val = 0.0
         # --- n1 inner FA steps on the encoder (head untouched), fresh AdamW state
         state = {}
         for t in range(1, cfg.n1 + 1):
-            enc = {n: p.requires_grad_(True) if n not in head else p
-                   for n, p in ((n, theta[n].detach()) for n in theta)}
-            scratch = {n: v.clone() for n, v in buffers.items()}  # keep running stats for the outer pass
-            with self.autocast:
-                z = functional_call(model, (enc, scratch), (fx, fl), {"part": "encode"})
-            fa = feature_alignment(z.float(), fzt, cfg.cost, cfg.reg, cfg.sinkhorn_iters)
+            if not second and t > 1:
+                theta = {n: p.detach().requires_grad_(n not in self._head) for n, p in theta.items()}
+            # official: the FA forward updates the running statistics; once: on a scratch copy
+            bufs = None if official_bn else {n: v.clone() for n, v in buffers.items()}
+            z = self._encode(None if theta is live else theta, bufs, fx, fl)
+            fa = feature_alignment(z, fzt, cfg.cost, cfg.reg, cfg.sinkhorn_iters, cfg.fa_grad,
+                                   twice_differentiable=second)
             fa_val = fa.item()
-            g = self._grads(fa, {n: enc[n] for n in enc if n not in head})
-            theta = _adamw_first_steps({n: enc[n].detach() for n in enc}, g, state, cfg.inner_lr, cfg.inner_wd, t)
-        # --- one encoder forward at the displaced parameters, shared by LA (detached) and the outer CE
-        outer = {n: p.detach().requires_grad_(True) for n, p in theta.items()}
-        with self.autocast:
-            z = functional_call(model, (outer, buffers), (b.x, b.lengths), {"part": "encode"})
-        z = z.float()
+            enc = {n: p for n, p in theta.items() if n not in self._head}
+            g = self._grads(fa, enc, create_graph=second)
+            theta = _adamw_steps(theta, g, state, cfg.inner_lr, cfg.inner_wd, t, differentiable=second,
+                                 keep_state=t < cfg.n1)
+        # --- one encoder forward at the displaced parameters, shared by LA and the outer CE
+        if not second:
+            theta = {n: p.detach().requires_grad_(True) if n not in self._head else p for n, p in theta.items()}
+        snapshot = _bn_snapshot(self._bn) if official_bn and cfg.n2 else None
+        z = self._encode(theta, None, b.x, b.lengths)
         zd = z.detach()
         t_logits = self.teacher_head(zd)
+        # first order: LA on detached features; second order: the head's update depends on z(phi')
+        z_la = z if second else zd
+        head_theta = {n: (theta if second else live)[n] for n in self._head}  # FA leaves the head alone
         state, la_val = {}, 0.0
-        head_theta = {n: outer[n] for n in head}
         for t in range(1, cfg.n2 + 1):
-            hp = {n: p.detach().requires_grad_(True) for n, p in head_theta.items()}
-            la = label_alignment(functional_call(model, hp, (zd,), {"part": "head"}, strict=False), t_logits, b.y)
+            if not second and t > 1:
+                head_theta = {n: p.detach().requires_grad_(True) for n, p in head_theta.items()}
+            on_live = not second and t == 1
+            la = label_alignment(self._head_logits(None if on_live else head_theta, z_la), t_logits, b.y,
+                                 cfg.label_smoothing)
             la_val = la.item()
-            head_theta = _adamw_first_steps({n: p.detach() for n, p in hp.items()}, self._grads(la, hp), state,
-                                            cfg.inner_lr, cfg.inner_wd, t)
-        hp = {n: p.detach().requires_grad_(True) for n, p in head_theta.items()}
-        logits = functional_call(model, hp, (z,), {"part": "head"}, strict=False).float()
-        ce = F.cross_entropy(logits, b.y)
-        enc_outer = {n: p for n, p in outer.items() if n not in head}
-        grads = self._grads(ce, {**enc_outer, **hp})
-        # --- first order: the gradient at the displaced point is applied to the real student
+            g = self._grads(la, head_theta, create_graph=second)
+            head_theta = _adamw_steps(head_theta, g, state, cfg.inner_lr, cfg.inner_wd, t, differentiable=second,
+                                      keep_state=t < cfg.n2)
+        if not second:
+            head_theta = {n: p.detach().requires_grad_(True) for n, p in head_theta.items()}
+        ce = F.cross_entropy(self._head_logits(head_theta, z), b.y, label_smoothing=cfg.label_smoothing)
+        if second:  # through the inner steps, to the parameters the step started from
+            grads = self._grads(ce, leaves)
+        else:  # first order: the gradient at the displaced point is applied to the real student
+            grads = self._grads(ce, {**{n: p for n, p in theta.items() if n not in self._head}, **head_theta})
+        if snapshot:  # the official step's n2 LA forwards see this batch at these parameters too (after the
+            _bn_repeat(snapshot, cfg.n2)  # backward: autograd saved the running statistics with the forward)
         self.opt.zero_grad(set_to_none=True)
         for n, p in live.items():
             if n in grads:
@@ -212,7 +342,7 @@ class UCMKD(Method):
         scratch = {n: v.clone() for n, v in model.named_buffers()}
         with self.autocast:
             logits = functional_call(model, (live, scratch), (b.x, b.lengths)).float()
-        g_now = self._grads(F.cross_entropy(logits, b.y), live)
+        g_now = self._grads(F.cross_entropy(logits, b.y, label_smoothing=self.cfg.label_smoothing), live)
         names = [n for n in displaced if n in g_now]
         a = torch.cat([displaced[n].flatten() for n in names])
         c = torch.cat([g_now[n].flatten() for n in names])
