@@ -189,7 +189,8 @@ class _Ground:
     centre gives the same distances, and centring removes the cancellation that a common offset
     causes) or normalised (``chordal``, ``cosine``, the same formula as :mod:`cmkd_bounds.costs`).
     Blocks ``Ĉ`` are then computed at matrix-multiply speed: for ``l2`` and ``chordal`` by the Gram
-    form ``sqrt(max(|x|^2 + |y|^2 - 2 x.y, 0))``, for ``l1`` by ``torch.cdist(p=1)``, for ``cosine``
+    form ``sqrt(max(|x|^2 + |y|^2 - 2 x.y, 0))`` (one product of the points with their squared norms
+    appended), for ``l1`` by ``torch.cdist(p=1)``, for ``cosine``
     by ``1 - x.y``. In float64 (unit roundoff ``u``, ``gamma_j = j u / (1 - j u)``, dimension ``k``)
     every entry obeys
 
@@ -199,12 +200,13 @@ class _Ground:
 
     - ``l2``: ``kappa = 2 sqrt(gamma_{k+2})``. Proof: centring rounds each coordinate once, so
       ``|x~ - (x - c)| <= u/(1-u) |x~|`` and the distance moves by at most ``u/(1-u) (|x~| + |y~|)``;
-      the computed ``D = |x~|^2 + |y~|^2 - 2 x~.y~`` (two squared norms and a dot product of length
-      ``k``, two additions) is within ``gamma_{k+2} (|x~| + |y~|)^2`` of ``|x~ - y~|^2`` (Higham,
-      *Accuracy and Stability of Numerical Algorithms*, 2002, §3.1, for any summation order);
-      ``|sqrt(p) - sqrt(q)| <= sqrt(|p - q|)`` for ``p, q >= 0`` (clamping ``D`` at 0 only moves it
-      closer) and the rounded square root adds ``u Ĉ``. The sum of the three is below
-      ``(sqrt(gamma_{k+2}) + 3u) (|x~| + |y~|) <= kappa (nu_i + mu_j)``.
+      ``D = [-2 x~, |x~|^2, 1] . [y~, 1, |y~|^2]``, a dot product of length ``k + 2`` whose two
+      squared norms carry relative errors ``gamma_k``, is within
+      ``(gamma_{k+2} (1 + gamma_k) + gamma_k) (|x~| + |y~|)^2 <= 2.01 gamma_{k+2} (|x~| + |y~|)^2`` of
+      ``|x~ - y~|^2`` (Higham, *Accuracy and Stability of Numerical Algorithms*, 2002, §3.1, for any
+      summation order, blocked or fused); ``|sqrt(p) - sqrt(q)| <= sqrt(|p - q|)`` for ``p, q >= 0``
+      (clamping ``D`` at 0 only moves it closer) and the rounded square root adds ``u Ĉ``. The sum
+      is below ``(1.42 sqrt(gamma_{k+2}) + 3u) (|x~| + |y~|) <= kappa (nu_i + mu_j)``.
     - ``chordal``: as ``l2`` plus ``2 gamma_{k+4}`` for the normalisation (the norm has relative
       error ``gamma_{k+1}``, the division one more rounding).
     - ``l1``: ``kappa = 2 gamma_{k+2}`` with ``nu``, ``mu`` the l1 norms: a sum of ``k`` rounded
@@ -218,7 +220,9 @@ class _Ground:
     through the centre; ``scale = max nu + max mu`` bounds every cost). The bound is separable, so for
     a plan ``P`` with marginals ``r, c`` it costs one scalar:
     ``<P, C> <= <P, Ĉ> + kappa (<r, nu> + <c, mu>)``.
-    Blocks in float32 (used only for iterations, never for a certified end) carry no bound.
+    Blocks computed in float32 carry no bound and serve only the iterations; a float32 copy of
+    float64 blocks (the dense path's stored matrix) adds a relative error ``u_32`` (``rho`` in
+    :func:`_certify`).
     """
 
     KINDS = {"l2": "gram", "chordal": "gram", "l1": "l1", "cosine": "dot"}
@@ -249,23 +253,26 @@ class _Ground:
         self.scale = float(self.nu.max() + self.mu.max()) if self.kind != "dot" else 2.0
         self._cast: dict = {}
 
-    def _points(self, dtype):
-        if dtype not in self._cast:
-            x, y = self.x.to(dtype), self.y.to(dtype)
-            self._cast[dtype] = (x, y, (x * x).sum(1), (y * y).sum(1))
-        return self._cast[dtype]
+    def _points(self, dtype, transpose: bool):
+        key = (dtype, transpose)
+        if key not in self._cast:
+            x, y = (self.y, self.x) if transpose else (self.x, self.y)
+            x, y = x.to(dtype), y.to(dtype)
+            if self.kind == "gram":  # [-2x, |x|^2, 1] . [y, 1, |y|^2] = |x - y|^2 in one product
+                one_x, one_y = torch.ones_like(x[:, :1]), torch.ones_like(y[:, :1])
+                x = torch.cat([-2 * x, (x * x).sum(1, keepdim=True), one_x], 1)
+                y = torch.cat([y, one_y, (y * y).sum(1, keepdim=True)], 1)
+            self._cast[key] = (x, y)
+        return self._cast[key]
 
     def block(self, rows: slice, dtype, transpose: bool = False) -> torch.Tensor:
         """``Ĉ[rows, :]`` (or ``Ĉ[:, rows].T`` with ``transpose``) as a fresh tensor in ``dtype``."""
-        x, y, xx, yy = self._points(dtype)
-        if transpose:
-            x, y, xx, yy = y, x, yy, xx
-        xb = x[rows]
+        x, y = self._points(dtype, transpose)
         if self.kind == "gram":
-            return torch.addmm(yy[None, :], xb, y.T, alpha=-2.0).add_(xx[rows, None]).clamp_min_(0.0).sqrt_()
+            return torch.mm(x[rows], y.T).clamp_min_(0.0).sqrt_()
         if self.kind == "l1":
-            return torch.cdist(xb, y, p=1)
-        return torch.mm(xb, y.T).neg_().add_(1.0).clamp_min_(0.0)
+            return torch.cdist(x[rows], y, p=1)
+        return torch.mm(x[rows], y.T).neg_().add_(1.0).clamp_min_(0.0)
 
     def blocks(self, dtype, block_bytes: int, transpose: bool = False):
         """Row blocks ``(slice, Ĉ block)`` of about ``block_bytes`` each."""
@@ -288,7 +295,6 @@ class _Certificate:
     repair: float  # cost of the rank-one repair of the rounding
     mass: float  # mass moved by the repair
     margin: float  # what the floating-point error bounds added to the upper end and took from the lower
-    certified: bool  # False: an estimate in the iteration dtype, without the error bounds
 
     @property
     def width(self) -> float:
@@ -297,37 +303,38 @@ class _Certificate:
         return (self.upper - self.lower) / self.lower if self.lower > 0 else math.inf
 
 
-def _certify(blocks, f, g, eps, a, b, scale, margin=None) -> _Certificate:
-    r"""Both ends of the bracket from potentials ``(f, g)`` at regularisation ``eps``, in two passes.
+def _certify(blocks, plan, g, a, b, scale, margin) -> _Certificate:
+    r"""Both ends of the bracket from a plan and a column potential ``g``, in two passes over the costs.
 
-    ``blocks()`` yields row blocks ``(slice, Ĉ[slice, :])`` and is called twice; ``scale`` bounds
-    every entry of the exact ``C`` (``max_i nu_i + max_j mu_j`` by the triangle inequality through the
-    centre, 2 for directions).
+    ``blocks()`` yields row blocks ``(slice, Ĉ[slice, :])`` (not modified) and is called twice;
+    ``plan(slice, Ĉ block)`` returns a fresh non-negative block of some matrix ``P`` (any matrix
+    gives valid ends; the Sinkhorn plan, whose columns are near ``b`` since ``g`` was updated last,
+    gives tight ones). ``scale`` bounds every entry of the exact ``C`` (``max nu + max mu`` by the
+    triangle inequality through the centre, 2 for directions). ``margin = (kappa, nu, mu, rho)``:
+    ``|Ĉ_ij - C_ij| <= rho Ĉ_ij + kappa (nu_i + mu_j)`` (:class:`_Ground`; ``rho`` is the relative
+    rounding of a stored float32 copy of the float64 ``Ĉ``, 0 otherwise).
 
-    Upper end (pass 1). ``P_ij = exp(la_i + lb_j + (f_i + g_j - Ĉ_ij)/eps)`` (the Sinkhorn plan; its
-    columns are near ``b`` since ``g`` was updated last), each row shrunk by ``X_i = min(1, a_i / r_i)``
-    to ``P~``; the deficits ``e_a = a - P~ 1`` and ``e_b = b - P~^T 1`` (clipped at 0) are joined by the
-    rank-one plan ``e_a e_b^T / |e_a|_1`` (Altschuler, Weed & Rigollet 2017, Algorithm 2; its cost
+    Upper end (pass 1). Each row of ``P`` is shrunk by ``X_i = min(1, a_i / r_i)`` to ``P~``; the
+    deficits ``e_a = a - P~ 1`` and ``e_b = b - P~^T 1`` (clipped at 0) are joined by the rank-one
+    plan ``e_a e_b^T / |e_a|_1`` (Altschuler, Weed & Rigollet 2017, Algorithm 2; its cost
     ``e_a^T Ĉ e_b / |e_a|_1`` comes from pass 2). The result ``Q`` is feasible in exact arithmetic;
     in floating point its marginals ``r', c'`` are computed and
     ``W1 <= <Q, C> + max C (|a - r'|_1 + |b - c'|_1)``: shrink ``Q`` onto the marginals and repair
     the deficit, which is at most that L1 residual, at cost at most ``max C`` per unit. With the
-    bound of :class:`_Ground`, ``<Q, C> <= <Q, Ĉ> + kappa (<r', nu> + <c', mu>)``; every float64 sum
-    of ``N`` non-negative terms is inflated by ``gamma_N`` (Higham 2002, §3.1, any order).
+    margin, ``<Q, C> <= (1 + rho) <Q, Ĉ> + kappa (<r', nu> + <c', mu>)``; the float64 sums (row sums
+    of at most ``m`` terms, then at most ``n``) are inflated by ``gamma_{n+m+16}`` (Higham 2002,
+    §3.1, any summation order).
 
     Lower end (passes 1 and 2). ``f~_i = min_j Ĉ_ij - g_j`` and ``g~_j = min_i Ĉ_ij - f~_i`` (double
     c-transform). The rounded subtraction in ``g~`` can exceed ``Ĉ_ij - f~_i`` by
-    ``tau = u max |Ĉ_ij - f~_i| <= u (scale + max |f~|)``, so ``f~ - kappa nu`` and
-    ``g~ - kappa mu - tau`` are feasible for the exact ``C``, and weak duality gives
-    ``W1 >= <a, f~> + <b, g~> - kappa (<a, nu> + <b, mu>) - tau`` minus ``gamma_{n+m+8}`` times the
-    absolute sums (rounding of the dot products).
-
-    ``margin=None`` (blocks in the iteration dtype, no error bound): the same numbers as a cheap
-    estimate of the certificate, used only to decide when to compute the certified one.
+    ``tau = u max |Ĉ_ij - f~_i| <= u (2 (scale + kappa max (nu + mu)) + max |f~|)``, so
+    ``(1 - rho) f~ - kappa nu`` and ``(1 - rho) g~ - kappa mu - tau`` are feasible for the exact ``C``
+    (``(1 - rho) Ĉ - kappa (nu_i + mu_j) <= C``), and weak duality gives
+    ``W1 >= (1 - rho) (<a, f~> + <b, g~>) - kappa (<a, nu> + <b, mu>) - tau`` minus
+    ``gamma_{n+m+8}`` times the absolute sums (rounding of the dot products).
     """
     dev, dtype = a.device, None
     n, m = a.shape[0], b.shape[0]
-    inv = 1.0 / eps
     ft = torch.empty(n, dtype=torch.float64, device=dev)
     rt = torch.empty(n, dtype=torch.float64, device=dev)
     ct = torch.zeros(m, dtype=torch.float64, device=dev)
@@ -335,12 +342,12 @@ def _certify(blocks, f, g, eps, a, b, scale, margin=None) -> _Certificate:
     # pass 1: the first c-transform; the plan, its rows shrunk onto a, its cost and its marginals
     for sl, C in blocks():
         if dtype is None:
-            dtype, floor = C.dtype, _EXP_FLOOR[C.dtype]
-            hf, hg, gd = (a.log() + f * inv).to(dtype), (b.log() + g * inv).to(dtype), g.to(dtype)
+            dtype, gd = C.dtype, g.to(C.dtype)
         ft[sl] = torch.sub(C, gd).amin(1).double()
-        P = torch.mul(C, -inv).add_(hg).add_(hf[sl, None]).clamp_(min=floor, max=0.0).exp_()
+        P = plan(sl, C)
         r = P.sum(1)
         x = (a[sl].to(dtype) / r).clamp_max_(1.0)
+        x[r == 0] = 0.0
         rt[sl] = (r * x).double()
         ct += (x @ P).double()
         plan_cost += float(x @ P.mul_(C).sum(1))
@@ -362,15 +369,15 @@ def _certify(blocks, f, g, eps, a, b, scale, margin=None) -> _Certificate:
     gtd = gt.double()
     dual = float(a @ ft + b @ gtd)
     raw_upper = plan_cost + repair + scale * resid
-    if margin is None:
-        return _Certificate(dual, raw_upper, plan_cost, repair, mass, 0.0, False)
-    kappa, nu, mu = margin
-    g_nm = _gamma(n * m + n + m + 16)
-    upper = (1 + g_nm) * (plan_cost + repair + kappa * float(r1 @ nu + c1 @ mu)) + scale * (resid + 4 * g_nm)
+    kappa, nu, mu, rho = margin
+    g_s = _gamma(n + m + 16)
+    spread_q = kappa * float(r1 @ nu + c1 @ mu)
+    upper = (1 + g_s) * ((1 + rho) * (plan_cost + repair) + spread_q) + scale * (resid + 4 * g_s)
     spread = kappa * float(a @ nu + b @ mu)
-    tau = _U64 * (scale + float(ft.abs().max()))
-    lower = dual - spread - tau - _gamma(n + m + 8) * (float(a @ ft.abs() + b @ gtd.abs()) + spread)
-    return _Certificate(lower, upper, plan_cost, repair, mass, (upper - raw_upper) + (dual - lower), True)
+    tau = _U64 * (2 * (scale + kappa * float(nu.max() + mu.max())) + float(ft.abs().max()))
+    lower = ((1 - rho) * dual - spread - tau
+             - _gamma(n + m + 8) * (float(a @ ft.abs() + b @ gtd.abs()) + spread))
+    return _Certificate(lower, upper, plan_cost, repair, mass, (upper - raw_upper) + (dual - lower))
 
 
 # ----------------------------------------------------------------------------- Sinkhorn iterations
@@ -397,13 +404,16 @@ class _DenseSinkhorn:
         torch.sub(f.to(dt)[:, None], self.M, out=self.K)
         self.K.add_(g.to(dt)[None, :]).mul_(1.0 / eps).clamp_(min=_EXP_FLOOR[dt]).exp_()
 
-    def run(self, f, g, eps: float, iters: int, check_every: int = 5):
+    def run(self, f, g, eps: float, iters: int, tol: float = 0.0, check_every: int = 5):
+        """Up to ``iters`` iterations at ``eps``, fewer once the row marginals are within ``tol`` (L1)."""
         a, b, K = self.a, self.b, self.K
         self._kernel(f, g, eps)
         u, v = a.clone(), b.clone()  # u = a s, v = b t: four vector operations per iteration
+        done = 0
         for it in range(iters):
             u = a / (K @ v)
             v = b / (K.T @ u)
+            done += 1
             if it % check_every == check_every - 1 or it == iters - 1:
                 s, t = u / a, v / b
                 big = float(torch.maximum(s.log().abs().max(), t.log().abs().max()))
@@ -413,8 +423,11 @@ class _DenseSinkhorn:
                     self._kernel(f, g, eps)
                     u, v = a.clone(), b.clone()
                     self.absorptions += 1
+                elif tol > 0 and float((u * (K @ v) - a).abs().sum()) < tol:
+                    break
         err = float((u * (K @ v) - a).abs().sum())  # L1 error of the row marginals
-        return f + eps * (u / a).double().log(), g + eps * (v / b).double().log(), err
+        self.u, self.v = u, v  # the plan is diag(u) K diag(v), for the certificate
+        return f + eps * (u / a).double().log(), g + eps * (v / b).double().log(), err, done
 
 
 def _softmin_(C: torch.Tensor, h: torch.Tensor, eps: float) -> torch.Tensor:
@@ -444,24 +457,28 @@ class _BlockSinkhorn:
         out = [(sl, _softmin_(C, h, eps)) for sl, C in self.ground.blocks(self.dtype, self.block_bytes, transpose)]
         return torch.cat([v for _, v in out]).double()
 
-    def run(self, f, g, eps: float, iters: int):
-        err = math.inf
+    def run(self, f, g, eps: float, iters: int, tol: float = 0.0):
+        err, done = math.inf, 0
         for _ in range(iters):
             f_new = self._pass(g, self.lb, eps, transpose=False)
             err = float((self.a * torch.expm1((f - f_new) / eps).abs()).sum())
             f = f_new
             g = self._pass(f, self.la, eps, transpose=True)
-        return f, g, err
+            done += 1
+            if err < tol:
+                break
+        return f, g, err, done
 
 
 # ----------------------------------------------------------------------------- the certified bracket
-_EPS_PER_WIDTH = 0.5  # first regularisation tried for a width w: eps = 0.5 w W1 (measured at d = 64, see w1_bracket)
+_EPS_PER_WIDTH = 0.5  # the floor of eps for a width w: 0.5 w W1 (measured at d = 64, see w1_bracket)
 
 
 def w1_bracket(
     x, y, a=None, b=None, cost="l2", *, width: float = DEFAULT_WIDTH, reg: float | None = None,
     max_iter: int = 10_000, tol: float = 1e-9, scaling: float | None = None, inner: int | None = None,
-    check_every: int = 3, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES, block_bytes: int = 64 * 2**20,
+    eps_start: float = 0.25, check_every: int = 3, max_dense_bytes: int = DEFAULT_MAX_DENSE_BYTES,
+    block_bytes: int = 256 * 2**20,
     iter_dtype=torch.float32, device=None, time_limit: float | None = None,
 ) -> W1Result:
     r"""Certified bracket ``lower <= W1 <= upper`` whose relative width ``(upper - lower) / lower`` reaches ``width``.
@@ -471,27 +488,34 @@ def w1_bracket(
     ``(f, g)``; the plan it defines costs more than ``W1`` by about ``eps`` times an entropy, and
     Sinkhorn needs about ``max C / eps`` iterations from a cold start. Epsilon-scaling
     (Kosowsky & Yuille 1994; Schmitzer 2019) warm-starts each regularisation from the previous
-    one: ``eps`` starts at ``max C / 4`` and falls by ``scaling`` per round of ``inner``
-    iterations down to a floor ``0.5 * width * W1_est`` (``W1_est`` the current dual value; the
-    factor 0.5 is where the bracket reached the width at ``d = 64``, ``n <= 5000`` in
-    ``scripts/bench_w1.py``). From the floor on, the bracket is certified (see :func:`_certify`:
-    rounding for the upper end, c-transforms for the lower end, proved floating-point margins)
-    and the run stops as soon as the certified width is at most ``width``. When the width is not
-    reached, the split of the gap decides the next round: if the rank-one repair of the rounding
-    (non-convergence) dominates, the iterations continue at the same ``eps``, otherwise (entropic
-    bias) the floor falls by ``scaling``. The returned ends are the intersection of every certificate computed.
+    one: ``eps`` starts at ``eps_start * max C`` and falls by ``scaling`` per round of at most
+    ``inner`` iterations (a round ends early once the marginals are within ``width / 4`` in L1)
+    down to a floor ``0.5 * width * W1_est`` (``W1_est`` the current dual value; the factor 0.5 is
+    where the bracket reached the width at ``d = 64``, ``n <= 5000`` in ``scripts/bench_w1.py``).
+    From the floor on, the bracket is certified (:func:`_certify`: rounding for the upper end,
+    c-transforms for the lower end, proved floating-point margins) and the run stops as soon as
+    the certified width is at most ``width``. When it is not, the split of the gap decides the
+    next round: if the rank-one repair of the rounding (non-convergence) dominates, the
+    iterations continue at the same ``eps`` with checks at doubling intervals; otherwise
+    (entropic bias) the floor falls by ``scaling``. The returned ends are the intersection of
+    every certificate computed.
 
     Two iteration schemes, chosen by memory:
 
     - dense (``2 * itemsize * n * m <= max_dense_bytes``): the cost matrix is stored in
       ``iter_dtype`` (computed in float64 and rounded once) and Sinkhorn runs in scaling form
       (two matrix-vector products per iteration, :class:`_DenseSinkhorn`); ``inner = 20``,
-      ``scaling = 0.5``. A cheap estimate of the certificate on the stored matrix decides when to
-      compute the certified one.
+      ``scaling = 0.5``. The certificate reads the stored matrix and kernel (float64 arithmetic
+      on their entries; the float32 rounding of the matrix is one more relative margin).
     - blockwise: log-domain iterations recomputing the cost in blocks of ``block_bytes``
       (:class:`_BlockSinkhorn`), one iteration per regularisation (``inner = 1``,
-      ``scaling = 0.6``); the certificate (three float64 passes) is computed at the floor and then
-      every ``check_every`` rounds.
+      ``scaling = 0.6``); the certificate (two float64 passes) is computed at the floor, then
+      every ``check_every`` rounds (doubling while held).
+
+    Float32 iterations compute the blockwise costs by the Gram form, which loses the distances
+    of points much closer than their norms (after centring): the iterations then converge to
+    poorer potentials (the certificate stays valid, the bracket wider); ``iter_dtype=torch.float64``
+    avoids it at twice the cost.
 
     Parameters
     ----------
@@ -512,7 +536,7 @@ def w1_bracket(
     tol : float
         At the smallest regularisation, the run stops when the L1 marginal error is below
         ``tol`` (raised to ``10 * machine epsilon`` of ``iter_dtype`` and reported).
-    scaling, inner, check_every : schedule (defaults above).
+    scaling, inner, eps_start, check_every : schedule (defaults above).
     max_dense_bytes, block_bytes : memory of the dense matrices, and of one block.
     iter_dtype : torch dtype of the iterations (float32 by default; the certificate is float64).
     device : torch device, optional; default the device of ``x``.
@@ -524,10 +548,11 @@ def w1_bracket(
     W1Result
         ``value = upper``, ``kind`` certified for a metric cost. ``diagnostics`` hold
         ``width_requested``, ``width_reached``, ``iterations``, ``rounds``, ``eps_schedule``
-        (``eps / max C`` per round), ``certificates`` (iteration, eps, ends, width, seconds of each),
+        (``eps / max C`` per round), ``certificates`` (iteration, eps, ends, width, repair cost and
+        mass, seconds since the start, for each), ``n_certificates``,
         ``seconds``, ``stopped`` (why), ``blockwise``, ``device``, ``marginal_error``,
         ``converged`` (marginal error below ``tol``), ``sinkhorn_value`` (an estimate),
-        ``fp_margin`` (what the floating-point bounds cost).
+        ``fp_margin`` (what the floating-point bounds cost, both ends together).
 
     References
     ----------
@@ -562,31 +587,39 @@ def w1_bracket(
                         {**diag, "width_reached": 0.0, "iterations": 0, "rounds": 0, "converged": True,
                          "marginal_error": 0.0, "sinkhorn_value": 0.0, "stopped": "all points coincide",
                          "seconds": time.perf_counter() - start})
-    margin = (ground.kappa, ground.nu, ground.mu)
-
-    def certified():
-        return _certify(lambda: ground.blocks(torch.float64, block_bytes), f, g, eps, a, b, ground.scale, margin)
-
     if dense:
         M = torch.empty(n, m, dtype=iter_dtype, device=x.device)
         for sl, C in ground.blocks(torch.float64, block_bytes):
             M[sl] = C
         cmax = float(M.max()) or ground.scale
         solver = _DenseSinkhorn(M, a, b)
-        rows = max(1, block_bytes // (itemsize * m))
+        rows = max(1, block_bytes // (8 * m))
+        # certified on the stored matrix: M = fl(Ĉ) errs by at most u Ĉ (relative) in float32
+        u_it = torch.finfo(iter_dtype).eps / 2
+        margin = (ground.kappa, ground.nu, ground.mu, u_it / (1 - u_it) if iter_dtype != torch.float64 else 0.0)
 
-        def estimate():
-            return _certify(lambda: ((slice(s, s + rows), M[s:s + rows]) for s in range(0, n, rows)), f, g, eps, a, b,
-                            ground.scale)
+        def certified():
+            u, v = solver.u.double(), solver.v.double()
+            return _certify(lambda: ((slice(s, s + rows), M[s:s + rows].double()) for s in range(0, n, rows)),
+                            lambda sl, C: solver.K[sl].to(torch.float64, copy=True).mul_(u[sl, None]).mul_(v),
+                            g, a, b, ground.scale, margin)
 
         inner, scaling = inner or 20, scaling or 0.5
     else:
         cmax = ground.scale  # an upper bound on max C, without a pass over the matrix
         solver = _BlockSinkhorn(ground, a, b, iter_dtype, block_bytes)
-        estimate = None
+        margin = (ground.kappa, ground.nu, ground.mu, 0.0)
+
+        def certified():
+            hf, hg = a.log() + f / eps, b.log() + g / eps
+            return _certify(lambda: ground.blocks(torch.float64, block_bytes),
+                            lambda sl, C: torch.mul(C, -1.0 / eps).add_(hg).add_(hf[sl, None])
+                            .clamp_(min=_EXP_FLOOR[torch.float64], max=0.0).exp_(),
+                            g, a, b, ground.scale, margin)
+
         inner, scaling = inner or 1, scaling or 0.6
     eps_min = (100 * torch.finfo(iter_dtype).eps if reg is None else reg) * cmax
-    eps = max(cmax / 4, eps_min)
+    eps = max(eps_start * cmax, eps_min)
     f = torch.zeros(n, dtype=torch.float64, device=x.device)
     g = torch.zeros(m, dtype=torch.float64, device=x.device)
     base_wait = 1 if dense else check_every
@@ -594,8 +627,9 @@ def w1_bracket(
     iters, rounds, since, err, stopped = 0, 0, 0, math.inf, None
     schedule, checks = [], []
     while stopped is None:
-        k = min(inner, max_iter - iters)
-        f, g, err = solver.run(f, g, eps, k)
+        # a round stops early once the marginals are within width / 4 (their repair then costs little),
+        # except while held at the floor for convergence
+        f, g, err, k = solver.run(f, g, eps, min(inner, max_iter - iters), tol_used if held else width / 4)
         iters, rounds, since = iters + k, rounds + 1, since + 1
         schedule.append(eps / cmax)
         w1_est = max(float(a @ f + b @ g), 0.0)  # the entropic dual value, about W1 + O(eps)
@@ -607,23 +641,19 @@ def w1_bracket(
             check = certified()
             stopped = ("max_iter" if iters >= max_iter else "time_limit") if out_of_budget else (
                 "converged at the smallest regularisation")
-        elif dense and eps <= 2 * floor and since >= wait:  # an estimate on the stored matrix first
-            check = estimate()
-            check = certified() if check.width <= width else check
-        elif not dense and at_floor and (last_cert is None or since >= wait):
+        elif at_floor and (last_cert is None or since >= wait):
             check = certified()
         if check is None:
             eps = eps if held else min(eps, max(floor, eps * scaling))
             continue
         since = 0
-        checks.append({"iteration": iters, "eps": eps / cmax, "certified": check.certified, "lower": check.lower,
-                       "upper": check.upper, "width": check.width, "repair": check.repair, "mass": check.mass,
+        checks.append({"iteration": iters, "eps": eps / cmax, "lower": check.lower, "upper": check.upper,
+                       "width": check.width, "repair": check.repair, "mass": check.mass,
                        "seconds": time.perf_counter() - start})
-        if check.certified:
-            last_cert = check
-            lower, upper = max(lower, check.lower), min(upper, check.upper)
-            if _width(lower, upper) <= width:
-                stopped = "width reached"
+        last_cert = check
+        lower, upper = max(lower, check.lower), min(upper, check.upper)
+        if _width(lower, upper) <= width:
+            stopped = "width reached"
         if stopped is None and at_floor:
             # what keeps the bracket wide: non-convergence (the rank-one repair costs more than moving its
             # mass at the average cost) -> iterate on at this eps, checking at doubling intervals; else the
@@ -635,8 +665,7 @@ def w1_bracket(
                 floor = max(eps_min, floor * scaling)
         eps = eps if held else min(eps, max(floor, eps * scaling))
     diag.update(width_reached=_width(lower, upper), iterations=iters, rounds=rounds, eps=schedule[-1],
-                eps_schedule=schedule, checks=checks, n_certificates=sum(c["certified"] for c in checks),
-                stopped=stopped,
+                eps_schedule=schedule, certificates=checks, n_certificates=len(checks), stopped=stopped,
                 converged=err < tol_used, marginal_error=err, absorptions=solver.absorptions,
                 sinkhorn_value=last_cert.plan_cost + last_cert.repair, rounding_mass=last_cert.mass,
                 fp_margin=last_cert.margin, seconds=time.perf_counter() - start)

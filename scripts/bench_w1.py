@@ -114,7 +114,7 @@ def big_bracket(n, width):
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # KiB -> GiB
         "iterations": d["iterations"], "rounds": d["rounds"], "certificates": d["n_certificates"],
         "blockwise": d["blockwise"], "iter_dtype": d["iter_dtype"], "eps_schedule": d["eps_schedule"],
-        "checks": [{k: c[k] for k in ("iteration", "eps", "width", "seconds")} for c in d["checks"]],
+        "checks": [{k: c[k] for k in ("iteration", "eps", "width", "seconds")} for c in d["certificates"]],
         "stopped": d["stopped"], "dense_cost_matrix_gib": 8 * n * n / 2**30,
         "limits": {"seconds": 600, "peak_rss_gib": 4},
     }))
