@@ -295,6 +295,7 @@ class _Certificate:
     repair: float  # cost of the rank-one repair of the rounding
     mass: float  # mass moved by the repair
     margin: float  # what the floating-point error bounds added to the upper end and took from the lower
+    certified: bool = True  # False: an estimate in the iteration dtype without error bounds (not returned)
 
     @property
     def width(self) -> float:
@@ -509,8 +510,10 @@ def w1_bracket(
       on their entries; the float32 rounding of the matrix is one more relative margin).
     - blockwise: log-domain iterations recomputing the cost in blocks of ``block_bytes``
       (:class:`_BlockSinkhorn`), one iteration per regularisation (``inner = 1``,
-      ``scaling = 0.6``); the certificate (two float64 passes) is computed at the floor, then
-      every ``check_every`` rounds (doubling while held).
+      ``scaling = 0.6``); at the floor, then every ``check_every`` rounds (doubling while held),
+      the certificate is first estimated in ``iter_dtype`` without margins (about one iteration)
+      and computed in float64 (two passes, about three float32 iterations) only when the estimate
+      reaches the width.
 
     Float32 iterations compute the blockwise costs by the Gram form, which loses the distances
     of points much closer than their norms (after centring): the iterations then converge to
@@ -548,8 +551,9 @@ def w1_bracket(
     W1Result
         ``value = upper``, ``kind`` certified for a metric cost. ``diagnostics`` hold
         ``width_requested``, ``width_reached``, ``iterations``, ``rounds``, ``eps_schedule``
-        (``eps / max C`` per round), ``certificates`` (iteration, eps, ends, width, repair cost and
-        mass, seconds since the start, for each), ``n_certificates``,
+        (``eps / max C`` per round), ``checks`` (iteration, eps, whether certified, ends, width,
+        repair cost and mass, seconds since the start, for every certificate and estimate),
+        ``n_certificates``,
         ``seconds``, ``stopped`` (why), ``blockwise``, ``device``, ``marginal_error``,
         ``converged`` (marginal error below ``tol``), ``sinkhorn_value`` (an estimate),
         ``fp_margin`` (what the floating-point bounds cost, both ends together).
@@ -610,12 +614,15 @@ def w1_bracket(
         solver = _BlockSinkhorn(ground, a, b, iter_dtype, block_bytes)
         margin = (ground.kappa, ground.nu, ground.mu, 0.0)
 
-        def certified():
-            hf, hg = a.log() + f / eps, b.log() + g / eps
-            return _certify(lambda: ground.blocks(torch.float64, block_bytes),
+        def certified(dtype=torch.float64):
+            hf, hg = (a.log() + f / eps).to(dtype), (b.log() + g / eps).to(dtype)
+            return _certify(lambda: ground.blocks(dtype, block_bytes),
                             lambda sl, C: torch.mul(C, -1.0 / eps).add_(hg).add_(hf[sl, None])
-                            .clamp_(min=_EXP_FLOOR[torch.float64], max=0.0).exp_(),
-                            g, a, b, ground.scale, margin)
+                            .clamp_(min=_EXP_FLOOR[dtype], max=0.0).exp_(),
+                            g, a, b, ground.scale, margin if dtype == torch.float64 else (0.0, *margin[1:3], 0.0))
+
+        def estimate():  # the same computation in the iteration dtype, without margins: about an iteration
+            return replace(certified(iter_dtype), certified=False)
 
         inner, scaling = inner or 1, scaling or 0.6
     eps_min = (100 * torch.finfo(iter_dtype).eps if reg is None else reg) * cmax
@@ -641,19 +648,24 @@ def w1_bracket(
             check = certified()
             stopped = ("max_iter" if iters >= max_iter else "time_limit") if out_of_budget else (
                 "converged at the smallest regularisation")
-        elif at_floor and (last_cert is None or since >= wait):
-            check = certified()
+        elif at_floor and (not checks or since >= wait):
+            if dense or iter_dtype == torch.float64:
+                check = certified()
+            else:  # the float64 certificate costs about three float32 iterations: estimate first
+                check = estimate()
+                check = certified() if check.width <= width else check
         if check is None:
             eps = eps if held else min(eps, max(floor, eps * scaling))
             continue
         since = 0
-        checks.append({"iteration": iters, "eps": eps / cmax, "lower": check.lower, "upper": check.upper,
-                       "width": check.width, "repair": check.repair, "mass": check.mass,
+        checks.append({"iteration": iters, "eps": eps / cmax, "certified": check.certified, "lower": check.lower,
+                       "upper": check.upper, "width": check.width, "repair": check.repair, "mass": check.mass,
                        "seconds": time.perf_counter() - start})
-        last_cert = check
-        lower, upper = max(lower, check.lower), min(upper, check.upper)
-        if _width(lower, upper) <= width:
-            stopped = "width reached"
+        if check.certified:
+            last_cert = check
+            lower, upper = max(lower, check.lower), min(upper, check.upper)
+            if _width(lower, upper) <= width:
+                stopped = "width reached"
         if stopped is None and at_floor:
             # what keeps the bracket wide: non-convergence (the rank-one repair costs more than moving its
             # mass at the average cost) -> iterate on at this eps, checking at doubling intervals; else the
@@ -665,7 +677,8 @@ def w1_bracket(
                 floor = max(eps_min, floor * scaling)
         eps = eps if held else min(eps, max(floor, eps * scaling))
     diag.update(width_reached=_width(lower, upper), iterations=iters, rounds=rounds, eps=schedule[-1],
-                eps_schedule=schedule, certificates=checks, n_certificates=len(checks), stopped=stopped,
+                eps_schedule=schedule, checks=checks, n_certificates=sum(c["certified"] for c in checks),
+                stopped=stopped,
                 converged=err < tol_used, marginal_error=err, absorptions=solver.absorptions,
                 sinkhorn_value=last_cert.plan_cost + last_cert.repair, rounding_mass=last_cert.mass,
                 fp_margin=last_cert.margin, seconds=time.perf_counter() - start)

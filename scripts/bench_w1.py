@@ -114,7 +114,7 @@ def big_bracket(n, width):
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,  # KiB -> GiB
         "iterations": d["iterations"], "rounds": d["rounds"], "certificates": d["n_certificates"],
         "blockwise": d["blockwise"], "iter_dtype": d["iter_dtype"], "eps_schedule": d["eps_schedule"],
-        "checks": [{k: c[k] for k in ("iteration", "eps", "width", "seconds")} for c in d["certificates"]],
+        "checks": [{k: c[k] for k in ("iteration", "eps", "certified", "width", "seconds")} for c in d["checks"]],
         "stopped": d["stopped"], "dense_cost_matrix_gib": 8 * n * n / 2**30,
         "limits": {"seconds": 600, "peak_rss_gib": 4},
     }))
@@ -285,9 +285,10 @@ def render(res):
                 f"relative width {b['relative_width']:.3e}, {b['seconds']:.0f} s, "
                 f"peak resident memory {b['peak_rss_gib']:.2f} GiB. Target: width <= {b['width_requested']:g} within "
                 f"600 s and 4 GiB: {'met' if ok else 'MISSED'}.",
-                "", "Checks (iteration, eps / max C, certified width, seconds since the start): "
-                + ", ".join(f"({c['iteration']}, {c['eps']:.2e}, {c['width']:.3f}, {c['seconds']:.0f})"
-                            for c in b["checks"]) + ".",
+                "", "Checks (iteration, eps / max C, float64 certificate or float32 estimate, width, seconds since "
+                "the start): " + ", ".join(
+                    f"({c['iteration']}, {c['eps']:.2e}, {'certificate' if c.get('certified', True) else 'estimate'}, "
+                    f"{c['width']:.3f}, {c['seconds']:.0f})" for c in b["checks"]) + ".",
             ]
     ev = res.get("evaluate")
     if ev:
