@@ -387,8 +387,8 @@ class _DenseSinkhorn:
 
     The plan is ``P = diag(a s) K diag(b t)`` with ``K_ij = exp((f_i + g_j - M_ij) / eps)``; one
     iteration is two matrix-vector products (``a s = a / K (b t)``, then ``b t = b / K^T (a s)``, so
-    the columns are exact at the end), and when a
-    scaling leaves ``[1/tau, tau]`` it is absorbed into the potentials (``f += eps log s``) and ``K``
+    the columns are exact at the end), and when a scaling leaves ``[1/tau, tau]`` (tested every
+    ``check_every`` iterations) it is absorbed into the potentials (``f += eps log s``) and ``K``
     is rebuilt. POT's ``sinkhorn_stabilized`` implements the same scheme, but on a warm start it
     resets the scalings to ``1/n`` (an absorption at every iteration when ``n > tau``) and returns a
     plan scaled by ``1/(n m)`` after an absorption at its last iteration, so it is written out here.
