@@ -76,8 +76,9 @@ class W1Result:
 
 # ----------------------------------------------------------------------------- input checks
 def check_cloud(x, name: str = "x") -> torch.Tensor:
-    """``x`` as a float64 ``(n, k)`` tensor; a clear error for empty, ragged or non-finite input."""
-    x = as_tensor(x)
+    """``x`` as a float64 ``(n, k)`` tensor (detached: these distances are values, not losses); a clear
+    error for empty, ragged or non-finite input."""
+    x = as_tensor(x).detach()
     if x.dim() == 1:
         x = x[:, None]
     if x.dim() != 2:
@@ -94,7 +95,7 @@ def check_weights(w, n: int, name: str = "a", device=None) -> torch.Tensor:
     """Weights normalised to mass 1 (uniform when ``None``); errors on negative or zero mass."""
     if w is None:
         return torch.full((n,), 1.0 / n, dtype=torch.float64, device=device)
-    w = as_tensor(w).reshape(-1).to(device)
+    w = as_tensor(w).detach().reshape(-1).to(device)
     if w.shape[0] != n:
         raise ValueError(f"{name}: {w.shape[0]} weights for {n} points")
     if not torch.isfinite(w).all() or (w < 0).any():
@@ -146,7 +147,7 @@ def _exact_bytes(n: int, m: int) -> int:
 # ----------------------------------------------------------------------------- 1-D and sliced
 def w1_1d(u, v, a=None, b=None) -> float:
     """Exact ``W1`` between weighted samples on the real line: ``int |F(t) - G(t)| dt``."""
-    u, v = as_tensor(u).reshape(-1), as_tensor(v).reshape(-1)
+    u, v = as_tensor(u).detach().reshape(-1), as_tensor(v).detach().reshape(-1)
     a, b = check_weights(a, u.shape[0], "a", u.device), check_weights(b, v.shape[0], "b", v.device)
     pts = torch.cat([u, v])
     mass = torch.cat([a, -b])

@@ -189,8 +189,9 @@ def test_relative_width_is_over_the_lower_end():
 def test_bracket_runs_on_the_device_of_its_tensors():
     rng = np.random.default_rng(6)
     x, y = rng.normal(size=(80, 4)), rng.normal(size=(70, 4)) + 1
-    cpu = w1_bracket(torch.tensor(x), torch.tensor(y), width=1e-2)
-    assert cpu.diagnostics["device"] == "cpu"
+    cpu = w1_bracket(torch.tensor(x, dtype=torch.float32, requires_grad=True), torch.tensor(y), width=1e-2)
+    assert cpu.diagnostics["device"] == "cpu" and cpu.lower <= emd(x.astype(np.float32), y) <= cpu.upper
+    assert wasserstein1(torch.tensor(x, requires_grad=True), y, method="exact").value == pytest.approx(emd(x, y))
     if torch.cuda.is_available():
         gpu = w1_bracket(torch.tensor(x, device="cuda"), torch.tensor(y, device="cuda"), width=1e-2)
         assert gpu.diagnostics["device"].startswith("cuda")
