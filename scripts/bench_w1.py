@@ -190,24 +190,31 @@ def main():
         write_text(OUT / "w1.md", render(old))
         return
     res = {k: old.get(k) for k in ("exact", "auto_crossover", "rate_curve", "big", "evaluate", "paper_scale")}
+    res["runs"] = old.get("runs") or {}
     res["machine"] = {"cpus": torch.get_num_threads(), "python": platform.python_version(), "torch": torch.__version__,
-                      "pot": ot.__version__, "load_average_at_start": os.getloadavg()[0],
-                      "command": "python scripts/bench_w1.py " + " ".join(sys.argv[1:])}
+                      "pot": ot.__version__}
+    command = "python scripts/bench_w1.py " + " ".join(sys.argv[1:])
+
+    def part(name, fn):  # each part records its command and the machine's load (the machine is shared)
+        load = os.getloadavg()[0]
+        out = fn()
+        res["runs"][name] = {"command": command, "load_average_start": load, "load_average_end": os.getloadavg()[0],
+                             "date": time.strftime("%Y-%m-%d %H:%M")}
+        print(name, out if name != "big" else {k: v for k, v in out.items() if k not in ("eps_schedule", "checks")},
+              flush=True)
+        return out
+
     if a.only in (None, "exact"):
-        res["exact"] = bench_exact(a.sizes, a.widths)
+        res["exact"] = part("exact", lambda: bench_exact(a.sizes, a.widths))
         res["auto_crossover"] = {"measured": crossovers(res["exact"], a.widths),
                                  "in_code": [list(e) for e in AUTO_CROSSOVER]}
         print(res["auto_crossover"], flush=True)
     if a.only in (None, "rate"):
-        res["rate_curve"] = bench_rate_curve(a.threads)
-        print(res["rate_curve"], flush=True)
+        res["rate_curve"] = part("rate_curve", lambda: bench_rate_curve(a.threads))
     if a.only in (None, "big"):
-        res["big"] = bench_big(a.big, a.big_width, a.threads)
-        print({k: v for k, v in res["big"].items() if k not in ("eps_schedule", "checks")}, flush=True)
+        res["big"] = part("big", lambda: bench_big(a.big, a.big_width, a.threads))
     if a.only in (None, "evaluate"):
-        res["evaluate"] = bench_evaluate()
-        print(res["evaluate"], flush=True)
-    res["machine"]["load_average_at_end"] = os.getloadavg()[0]
+        res["evaluate"] = part("evaluate", bench_evaluate)
     write_text(OUT / "w1.json", json.dumps(res, indent=2) + "\n")
     write_text(OUT / "w1.md", render(res))
 
@@ -217,16 +224,19 @@ def _fmt_pairs(p):
 
 
 def render(res):
-    m = res["machine"]
+    m, runs = res["machine"], res.get("runs") or {}
     lines = [
         "# Wasserstein benchmark",
         "",
-        f"Written by `{m.get('command', 'python scripts/bench_w1.py')}` ({m['cpus']} torch threads, "
-        f"torch {m['torch']}, POT {m['pot']}; load average {m.get('load_average_at_start', float('nan')):.1f} "
-        "at the start of the run). "
-        "Times in seconds, measured in one run on a shared machine: compare ratios, not absolute times.",
+        f"Written by `python scripts/bench_w1.py` ({m['cpus']} torch threads, torch {m['torch']}, POT {m['pot']}). "
+        "Times in seconds on a shared 2-core machine: compare ratios within a table, not absolute times. "
+        "Each part, with its command and the load average (1 min) at its start and end:",
         "",
     ]
+    for name, r in runs.items():
+        lines.append(f"- {name}: `{r['command']}`, {r['date']}, load {r['load_average_start']:.1f} -> "
+                     f"{r['load_average_end']:.1f}")
+    lines.append("")
     if res.get("exact"):
         lines += [
             f"## Exact W1 against POT `emd2`, and the certified bracket, d = {D}",
