@@ -199,6 +199,27 @@ def test_bracket_runs_on_the_device_of_its_tensors():
         assert gpu.lower <= exact <= gpu.upper and gpu.relative_width <= 1e-2
 
 
+def test_small_problems_run_on_one_thread_and_restore_the_setting():
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(30, 3)), rng.normal(size=(20, 3))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seen = []
+        with W._one_thread_if_small(len(x) * len(y), "cpu"):
+            seen.append(torch.get_num_threads())
+        with W._one_thread_if_small(W.SMALL_PAIRS, "cpu"):
+            seen.append(torch.get_num_threads())
+        assert seen == [1, 2]
+        w1_bracket(x, y)
+        w1_exact(x, y)
+        with pytest.raises(ValueError, match="different dimensions"):
+            w1_bracket(x, y[:, :2])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_bracket_under_a_non_metric_cost_is_an_estimate():
     rng = np.random.default_rng(7)
     x, y = rng.normal(size=(30, 3)), rng.normal(size=(30, 3)) + 1
