@@ -25,8 +25,9 @@ Estimators
 - :func:`w1_sliced`: the mean over random unit directions of the 1-D distance of the projections.
   For ``l2`` (and ``l1``) each projection is 1-Lipschitz, so the value is a lower bound on ``W1``.
 - :func:`w1_1d`: the exact formula in one dimension, ``int |F_mu(t) - F_nu(t)| dt``.
-- :func:`wasserstein1`: ``method="auto"`` picks the exact solver or the bracket, whichever was
-  faster at the requested width in ``scripts/bench_w1.py``, and says why in its diagnostics.
+- :func:`wasserstein1`: ``method="auto"`` picks the exact solver or the bracket by the crossover
+  measured in ``scripts/bench_w1.py`` (with a time budget and a fallback to the exact solver), and
+  says why in its diagnostics.
 
 Every computation runs in torch on the device of the input tensors (or ``device=``), so the
 bracket runs on a GPU when given CUDA tensors; the exact solver runs on the CPU (POT).
@@ -50,10 +51,15 @@ from cmkd_bounds.kinds import CERTIFIED, ESTIMATED, LOWER
 DEFAULT_MAX_DENSE_BYTES = 2 * 2**30
 DEFAULT_WIDTH = 1e-2
 
-# `method="auto"`: n * m above which the bracket at the requested width beat the network simplex in
-# scripts/bench_w1.py (reports/benchmarks/w1.json, 2 CPU threads, d = 64): (width, crossover n * m).
-# Below the smallest width listed the exact solver is used wherever it fits in memory.
-AUTO_CROSSOVER = ((0.03, 4_000_000), (0.01, 9_000_000), (0.003, 25_000_000))
+# `method="auto"`: (width, n * m) from which on the bracket at that width took at most half the network
+# simplex's time in scripts/bench_w1.py (reports/benchmarks/w1.json: d = 64, 2 CPU threads, shared machine).
+# Log-log interpolation between widths; below the narrowest width listed (0.003 never qualified) the
+# exact solver is used wherever it fits in memory.
+AUTO_CROSSOVER = ((0.03, 37_000), (0.01, 320_000))
+# seconds of the network simplex at n * m pairs, fitted in the same benchmark (n >= 500): A (n m)^alpha.
+# Under `auto` the bracket gets half of this; where it does not reach the width in that time (low
+# dimensions, W1 far below the largest cost: Sinkhorn needs eps ~ width * W1), the exact solver runs.
+EXACT_SECONDS = (2.5e-9, 1.28)
 
 
 @dataclass(frozen=True)
@@ -762,12 +768,17 @@ def wasserstein1(x, y, a=None, b=None, cost="l2", method: str = "auto", *, width
                  **kw) -> W1Result:
     """``W1`` by ``method`` in ``{"auto", "exact", "bracket", "sliced"}``.
 
-    ``auto`` uses the 1-D formula for one-dimensional ``l1``/``l2`` problems; otherwise the
-    network simplex where it was faster than the bracket at the requested ``width`` in
-    ``scripts/bench_w1.py`` (the table :data:`AUTO_CROSSOVER` of ``n * m`` crossovers per width)
-    and the dense problem fits in ``max_dense_bytes``, and the certified bracket elsewhere. The
-    choice and its reason are in ``diagnostics["choice"]``. ``width`` goes to the bracket; other
-    keywords go to the chosen solver (under ``auto``, to the bracket only).
+    ``auto`` uses the 1-D formula for one-dimensional ``l1``/``l2`` problems. Otherwise, below the
+    ``n * m`` from which on the bracket at the requested ``width`` took at most half the network
+    simplex's time in ``scripts/bench_w1.py`` (:data:`AUTO_CROSSOVER`, measured at ``d = 64``), the
+    exact solver; above it, the bracket with half the exact solver's predicted time
+    (:data:`EXACT_SECONDS`) as its ``time_limit``, and the exact solver after all if the bracket
+    did not reach the width in that time (Sinkhorn needs ``eps ~ width * W1``, slow where ``W1`` is
+    far below the largest cost, as between samples of one law in low dimension), so ``auto`` costs
+    at most about 1.5 times the faster of the two. Where the dense exact problem does not fit in
+    ``max_dense_bytes``, the bracket without a time limit. The choice and its reason are in
+    ``diagnostics["choice"]``. ``width`` goes to the bracket; other keywords go to the chosen solver
+    (under ``auto``, to the bracket only).
     """
     if method == "exact":
         return w1_exact(x, y, a, b, cost, **kw)
@@ -783,6 +794,18 @@ def wasserstein1(x, y, a=None, b=None, cost="l2", method: str = "auto", *, width
         v = w1_1d(xc[:, 0], yc[:, 0], a, b)
         return W1Result(v, CERTIFIED, v, v, "exact-1d", {"n": xc.shape[0], "m": yc.shape[0], "cost": c.name,
                                                           "choice": "exact-1d: one dimension, closed form"})
-    choice, reason = _auto_choice(xc.shape[0], yc.shape[0], width, kw.get("max_dense_bytes", DEFAULT_MAX_DENSE_BYTES))
-    r = w1_exact(xc, yc, a, b, c) if choice == "exact" else w1_bracket(xc, yc, a, b, c, width=width, **kw)
+    n, m = xc.shape[0], yc.shape[0]
+    max_dense = kw.get("max_dense_bytes", DEFAULT_MAX_DENSE_BYTES)
+    choice, reason = _auto_choice(n, m, width, max_dense)
+    if choice == "exact":
+        r = w1_exact(xc, yc, a, b, c)
+    elif _exact_bytes(n, m) > max_dense or "time_limit" in kw:
+        r = w1_bracket(xc, yc, a, b, c, width=width, **kw)
+    else:  # race: the bracket gets half the exact solver's predicted time, then the exact solver runs
+        budget = 0.5 * EXACT_SECONDS[0] * (n * m) ** EXACT_SECONDS[1]
+        r = w1_bracket(xc, yc, a, b, c, width=width, time_limit=budget, **kw)
+        if r.relative_width > width:
+            reason += (f"; the bracket reached width {r.relative_width:.3g} > {width:g} in its budget of {budget:.3g} s"
+                       " (half the exact solver's predicted time), so the exact solver ran")
+            r = w1_exact(xc, yc, a, b, c)
     return replace(r, diagnostics={**r.diagnostics, "choice": reason})

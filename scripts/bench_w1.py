@@ -85,22 +85,26 @@ CROSSOVER_RATIO = 0.5  # auto takes the bracket where it needs at most half the 
 
 
 def crossovers(rows, widths, ratio=CROSSOVER_RATIO):
-    """Per width, the n * m from which on the bracket took at most ``ratio`` times the exact solver's time
-    (log-log interpolation between the last size above and the first below, after which every size
-    stays below); None when no size qualifies. Where both take milliseconds the exact value is preferred,
-    hence a ratio below 1."""
+    """Per width, the n * m from which on the bracket takes at most ``ratio`` times the exact solver's time.
+
+    The first measured size whose ratio is at most ``ratio`` and from which on the geometric mean of
+    the ratios (that size and all larger) is at most ``ratio`` too (one disturbed timing on the shared
+    machine does not move it), interpolated log-log from the size before; None when no size qualifies.
+    Where both take milliseconds the exact value is preferred, hence a ratio below 1.
+    """
     res = []
     for w in widths:
         pts = sorted((r["n"] ** 2, b["ratio_over_exact"]) for r in rows for b in r["brackets"]
                      if b["width_requested"] == w)
-        first = next((i for i in range(len(pts)) if all(q <= ratio for _, q in pts[i:])), None)
+        first = next((i for i, (_, q) in enumerate(pts)
+                      if q <= ratio and math.exp(np.mean([math.log(v) for _, v in pts[i:]])) <= ratio), None)
         if first is None:
             pairs, note = None, f"the bracket never stayed below {ratio} x the exact time"
         elif first == 0:
             pairs, note = pts[0][0], "the bracket was below the ratio already at the smallest size measured"
         else:
             (p0, r0), (p1, r1) = pts[first - 1], pts[first]
-            t = (math.log(r0) - math.log(ratio)) / (math.log(r0) - math.log(r1))
+            t = (math.log(r0) - math.log(ratio)) / (math.log(r0) - math.log(r1)) if r0 > ratio else 1.0
             pairs, note = math.exp(math.log(p0) + t * (math.log(p1) - math.log(p0))), "interpolated"
         res.append({"width": w, "pairs": pairs, "ratio": ratio, "note": note})
     return res
@@ -283,9 +287,10 @@ def render(res):
     if ac:
         lines += ["", "## `method=\"auto\"`: where the bracket overtakes the exact solver", "",
                   f"The crossover is the n * m from which on the bracket took at most "
-                  f"{ac['measured'][0].get('ratio', 1):g} x the exact solver's time at that width (below it both take "
-                  "milliseconds, and the exact value is preferred). Timings of a few milliseconds are noisy on a "
-                  "shared machine.", "",
+                  f"{ac['measured'][0].get('ratio', 1):g} x the exact solver's time at that width, also in the "
+                  "geometric mean over the larger sizes (below it both take milliseconds, and the exact value is "
+                  "preferred); see `crossovers` in the script. Timings of a few milliseconds are noisy on a shared "
+                  "machine.", "",
                   "| width | crossover n * m (measured) | how | in the code (AUTO_CROSSOVER) |",
                   "| --- | --- | --- | --- |"]
         code = {w: p for w, p in ac["in_code"]}

@@ -254,6 +254,17 @@ def test_auto_picks_by_the_measured_crossover_and_says_why():
     assert W._auto_choice(10**5, 10**5, 0.05, 2**40)[0] == "bracket"
 
 
+def test_auto_falls_back_to_exact_where_the_bracket_is_slow():
+    """Two samples of one law in 3-d: W1 (about 0.1) is far below the largest cost (about 1.7), so
+    Sinkhorn needs a tiny eps; the bracket runs out of its budget and the exact value is returned."""
+    rng = np.random.default_rng(10)
+    n = int(math.sqrt(W._crossover(1e-2))) + 100  # above the crossover: auto tries the bracket first
+    x, y = rng.uniform(size=(n, 3)), rng.uniform(size=(n, 3))
+    r = wasserstein1(x, y, width=1e-2, max_iter=40)  # stopped short of the width (as by its time budget)
+    assert r.method == "exact" and "so the exact solver ran" in r.diagnostics["choice"]
+    assert r.value == pytest.approx(emd(x, y), rel=1e-9)
+
+
 def test_dispatcher_and_errors():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(10, 1))
