@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from cmkd_bounds.atomic import write_text  # noqa: E402
 from cmkd_bounds.rates import rate_curve  # noqa: E402
-from cmkd_bounds.wasserstein import AUTO_CROSSOVER, w1_bracket, w1_exact  # noqa: E402
+from cmkd_bounds.wasserstein import AUTO_CROSSOVER, EXACT_SECONDS, w1_bracket, w1_exact  # noqa: E402
 
 OUT = ROOT / "reports" / "benchmarks"
 D = 64
@@ -110,6 +110,13 @@ def crossovers(rows, widths, ratio=CROSSOVER_RATIO):
     return res
 
 
+def exact_seconds_fit(rows, n_min=500):
+    """``t = A (n m)^alpha`` fitted to the exact solver's times (n >= n_min), for auto's time budget."""
+    pts = [(r["n"] ** 2, r["t_ours"]) for r in rows if r["n"] >= n_min]
+    alpha, log_a = np.polyfit(np.log([p for p, _ in pts]), np.log([t for _, t in pts]), 1)
+    return [float(np.exp(log_a)), float(alpha)]
+
+
 # ----------------------------------------------------------------------------- the large blockwise bracket
 def big_bracket(n, width):
     """Run in a child process so its peak memory is measured alone."""
@@ -190,6 +197,7 @@ def main():
     if a.render_only:
         if old.get("auto_crossover"):
             old["auto_crossover"]["in_code"] = [list(e) for e in AUTO_CROSSOVER]
+            old["auto_crossover"]["exact_seconds_in_code"] = list(EXACT_SECONDS)
         write_text(OUT / "w1.json", json.dumps(old, indent=2) + "\n")
         write_text(OUT / "w1.md", render(old))
         return
@@ -211,7 +219,9 @@ def main():
     if a.only in (None, "exact"):
         res["exact"] = part("exact", lambda: bench_exact(a.sizes, a.widths))
         res["auto_crossover"] = {"measured": crossovers(res["exact"], a.widths),
-                                 "in_code": [list(e) for e in AUTO_CROSSOVER]}
+                                 "in_code": [list(e) for e in AUTO_CROSSOVER],
+                                 "exact_seconds_fit": exact_seconds_fit(res["exact"]),
+                                 "exact_seconds_in_code": list(EXACT_SECONDS)}
         print(res["auto_crossover"], flush=True)
     if a.only in (None, "rate"):
         res["rate_curve"] = part("rate_curve", lambda: bench_rate_curve(a.threads))
@@ -297,6 +307,11 @@ def render(res):
         for c in ac["measured"]:
             lines.append(f"| {c['width']:g} | {_fmt_pairs(c['pairs'])} | {c['note']} | "
                          f"{_fmt_pairs(code.get(c['width']))} |")
+        if "exact_seconds_fit" in ac:
+            (a_fit, al_fit), (a_code, al_code) = ac["exact_seconds_fit"], ac.get("exact_seconds_in_code", [0, 0])
+            lines += ["", f"Exact solver's time fitted for auto's budget (n >= 500): {a_fit:.2e} (n m)^{al_fit:.2f} s "
+                      f"(in the code, EXACT_SECONDS: {a_code:.2e} (n m)^{al_code:.2f}); under auto the bracket gets "
+                      "half of it, and the exact solver runs if the bracket has not reached the width by then."]
     rc = res.get("rate_curve")
     if rc:
         lines += ["", f"## Rate curve: 8 sizes up to {rc['sizes'][-1]}, {rc['repeats']} repeats, {rc.get('n_jobs', 1)} "
