@@ -55,11 +55,11 @@ DEFAULT_WIDTH = 1e-2
 # simplex's time in scripts/bench_w1.py (reports/benchmarks/w1.json: d = 64, 2 CPU threads, shared machine).
 # Log-log interpolation between widths; below the narrowest width listed (0.003 never qualified) the
 # exact solver is used wherever it fits in memory.
-AUTO_CROSSOVER = ((0.03, 37_000), (0.01, 320_000))
+AUTO_CROSSOVER = ((0.03, 70_000), (0.01, 480_000))
 # seconds of the network simplex at n * m pairs, fitted in the same benchmark (n >= 500): A (n m)^alpha.
 # Under `auto` the bracket gets half of this; where it does not reach the width in that time (low
 # dimensions, W1 far below the largest cost: Sinkhorn needs eps ~ width * W1), the exact solver runs.
-EXACT_SECONDS = (2.5e-9, 1.28)
+EXACT_SECONDS = (2.7e-9, 1.28)
 
 
 @dataclass(frozen=True)
