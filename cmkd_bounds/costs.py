@@ -152,6 +152,28 @@ class Cost:
         return False
 
     @property
+    def form(self) -> str | None:
+        """How the certified bracket computes the matrix with a proved error bound (``None``: it cannot):
+        ``gram`` (Euclidean distance of prepared points), ``l1``, ``dot`` (``1 - x.y`` of unit vectors),
+        ``sup`` (a max over coordinate differences)."""
+        return None
+
+    @property
+    def centred(self) -> bool:
+        """Whether the cost is translation-invariant (points are centred before blocks; else normalised)."""
+        return True
+
+    @property
+    def cap(self) -> float | None:
+        """The truncation level of a truncated cost."""
+        return None
+
+    @property
+    def root(self) -> Cost:
+        """The cost without its truncation."""
+        return self
+
+    @property
     def sliced_is_lower(self) -> bool:
         """Whether every 1-D projection is 1-Lipschitz for the cost (sliced W1 is then a lower bound)."""
         return False
@@ -166,6 +188,7 @@ class _L2(Cost):
 
     has_1d_formula = property(lambda self: True)
     sliced_is_lower = property(lambda self: True)
+    form = property(lambda self: "gram")
 
 
 class _L1(Cost):
@@ -197,6 +220,7 @@ class _L1(Cost):
 
     has_1d_formula = property(lambda self: True)
     sliced_is_lower = property(lambda self: True)
+    form = property(lambda self: "l1")
 
 
 class _Chordal(Cost):
@@ -213,6 +237,9 @@ class _Chordal(Cost):
         """Normalised vectors lie in ``[-1, 1]^dim``: cells of side ``2^(1-level)``, capped by the sphere's 2."""
         return min(2.0, 2.0 * math.sqrt(dim) * 2.0**-level)
 
+    form = property(lambda self: "gram")
+    centred = property(lambda self: False)
+
 
 class _Cosine(_Chordal):
     def matrix(self, x, y, exact=False):
@@ -220,6 +247,8 @@ class _Cosine(_Chordal):
 
     def rows(self, x, y):
         return (1.0 - (_normalise(x) * _normalise(y)).sum(-1)).clamp_min(0.0)
+
+    form = property(lambda self: "dot")
 
 
 class _Linf(Cost):
@@ -232,6 +261,8 @@ class _Linf(Cost):
 
     def rows(self, x, y):
         return (x - y).abs().max(-1).values
+
+    form = property(lambda self: "sup")
 
 
 class _Oscillation(Cost):
@@ -250,6 +281,8 @@ class _Oscillation(Cost):
     def rows(self, x, y):
         diff = x - y
         return 0.5 * (diff.amax(-1) - diff.amin(-1))
+
+    form = property(lambda self: "sup")
 
 
 @dataclass(frozen=True)
@@ -271,6 +304,11 @@ class Truncated(Cost):
 
     def gradient_norm(self, g):
         return self.base.gradient_norm(g)
+
+    form = property(lambda self: self.base.form)
+    centred = property(lambda self: self.base.centred)
+    cap = property(lambda self: self.at)
+    root = property(lambda self: self.base.root)
 
 
 def truncated(base: Cost | str, at: float) -> Truncated:

@@ -184,7 +184,7 @@ class Transport:
 
 
 def _w1(x, y, cost, s: BoundSettings) -> W1Result:
-    return wasserstein1(x, y, cost=cost, method=s.w1_method)
+    return wasserstein1(x, y, cost=cost, method=s.w1_method, width=s.w1_width)
 
 
 def _centred(logit):
