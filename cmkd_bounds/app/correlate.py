@@ -28,7 +28,7 @@ STRATA = ("direction", "labels_per_class")
 TARGETS = ("observed_error01", "observed_risk")
 LABEL_FREE = ("teacher_term", "student_term", "transport_feature", "transport_feature_truncated", "transport_logit_l2",
               "transport_logit_osc", "w1_feature", "tau_feature", "tau_lower")
-BASELINES = ("teacher_head_on_student_error01", "train_loss", "bound_held_out_kl")
+BASELINES = ("teacher_head_on_student_error01", "train_ce", "bound_held_out_kl")
 
 
 def kendall(x, y) -> float:

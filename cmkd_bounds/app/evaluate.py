@@ -137,7 +137,7 @@ def run_row(name: str, ck: Path, report: dict) -> dict:
            "dataset": cfg.get("dataset"), "method": cfg.get("method"), "protocol": cfg.get("protocol"),
            "labels_per_class": cfg.get("labels_per_class", 0), "seed": cfg.get("seed"),
            "lambda_fa": cfg.get("lambda_fa"), "inner_lr": cfg.get("inner_lr"), "n1": cfg.get("n1"),
-           "test_acc": res.get("test_acc"), "train_loss": hist[-1].get("loss") if hist else None,
+           "test_acc": res.get("test_acc"), "train_ce": hist[-1].get("ce") if hist else None,
            "steer_cos": res.get("steer_cos_mean"),
            "observed_risk": report["observed_risk"], "observed_risk_clipped": report["observed_risk_clipped"],
            "observed_error01": report["observed_error01"]}
