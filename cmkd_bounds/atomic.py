@@ -69,6 +69,35 @@ def file_sha256(path: str | os.PathLike, quick_above: int = 256 * 2**20) -> str:
     return "quick:" + h.hexdigest()
 
 
+def read_npz(path: str | os.PathLike, what: str, error: type[Exception] = ValueError) -> dict:
+    """Every array of an ``.npz`` archive, loaded without pickles; ``error`` names the file and the problem
+    (missing, empty, a single ``.npy`` array, pickled members, truncated or corrupted)."""
+    import zipfile
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise error(f"{path}: the file is empty")
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise error(f"{path}: a single array ({'.npy' if path.suffix == '.npy' else 'not an archive'}); {what} "
+                        "must be an .npz archive of named arrays (np.savez)")
+        with z:
+            return {k: z[k] for k in z.files}
+    except error:
+        raise
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise error(f"{path}: holds pickled objects, which are refused (they can run code)") from e
+        raise error(f"{path}: unreadable ({e}); {what} must be an .npz archive") from e
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
+        raise error(f"{path}: truncated or corrupted .npz ({type(e).__name__}: {e})") from e
+
+
 class ClaimError(FileExistsError):
     """Another live process holds the claim on this path."""
 

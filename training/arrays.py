@@ -37,28 +37,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cmkd_bounds.atomic import read_npz
 from training.data import CrossModalPair, DatasetError, ModalityData
 
 REQUIRED = ("teacher_x", "teacher_y", "student_x", "student_y")
 SPLIT_KEYS = tuple(f"{r}_{s}" for r in ("teacher", "student") for s in ("train", "val", "test"))
 OPTIONAL = ("teacher_lengths", "student_lengths", "correspondence", "class_names", *SPLIT_KEYS)
 AGREEMENT_REFUSED_BELOW = 0.9
-
-
-def _read(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise DatasetError(f"arrays: no such file {path}")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as e:  # zipfile / pickle / value errors all mean the same to the user
-        raise DatasetError(f"arrays: {path} is not a readable .npz without pickles ({e})") from e
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise DatasetError(f"arrays: {path} holds a single array; give an .npz of named arrays (np.savez)")
-    with z:
-        try:
-            return {k: z[k] for k in z.files}
-        except Exception as e:  # noqa: BLE001 - a pickled member, a truncated archive
-            raise DatasetError(f"arrays: {path} is not a readable .npz without pickles ({e})") from e
 
 
 def _labels(arrays) -> tuple[int, tuple[str, ...]]:
@@ -170,7 +155,7 @@ def _splits(arrays, m: int, n: int, paired: bool) -> dict | None:
 def load_arrays(path: str | os.PathLike, allow_label_disagreement: bool = False) -> CrossModalPair:
     """A user's own cross-modal data from one ``.npz`` (module docstring for the keys and the rules)."""
     path = Path(path)
-    arrays = _read(path)
+    arrays = read_npz(path, "an arrays file", DatasetError)
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise DatasetError(f"arrays: {path} lacks {', '.join(missing)}")

@@ -10,11 +10,11 @@ pickles; anything else in the file is refused.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from cmkd_bounds.atomic import read_npz
 from cmkd_bounds.features import FeatureSet
 
 BUNDLE_KEYS = ("teacher_z", "teacher_y", "student_z", "student_y", "teacher_W", "teacher_b", "student_W", "student_b")
@@ -25,37 +25,8 @@ class BundleError(ValueError):
     """A features bundle that cannot be used; the message names the file and the problem."""
 
 
-def read_npz(path: str | Path, what: str) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, loaded without pickles; a clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise BundleError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise BundleError(f"{path}: the file is empty")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise BundleError(f"{path}: holds pickled objects, which are refused (they can run code)") from e
-        raise BundleError(f"{path}: unreadable ({e}); {what} must be an .npz archive") from e
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
-        raise BundleError(f"{path}: truncated or corrupted .npz ({type(e).__name__}: {e})") from e
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise BundleError(f"{path}: a single array ({'.npy' if path.suffix == '.npy' else 'not an archive'}); "
-                          f"{what} must be an .npz archive of named arrays (np.savez)")
-    try:
-        with z:
-            return {k: z[k] for k in z.files}
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise BundleError(f"{path}: holds pickled objects, which are refused (they can run code)") from e
-        raise BundleError(f"{path}: unreadable .npz ({e})") from e
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as e:
-        raise BundleError(f"{path}: truncated or corrupted .npz ({type(e).__name__}: {e})") from e
-
-
 def load_bundle(path: str | Path) -> dict[str, np.ndarray]:
-    arrays = read_npz(path, "a features bundle")
+    arrays = read_npz(path, "a features bundle", BundleError)
     missing = [k for k in BUNDLE_KEYS if k not in arrays]
     if missing:
         raise BundleError(f"{path}: missing array(s) {', '.join(missing)}; a bundle needs {', '.join(BUNDLE_KEYS)}")

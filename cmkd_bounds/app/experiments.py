@@ -74,8 +74,8 @@ def multiseed(base: TrainConfig, seeds, out: str | Path, teacher_epochs: int | N
     for s in seeds:
         tdir = out / f"seed{s}" / "teacher"
         if not base.teacher:
-            teachers.append(replace(base, role="teacher", method="ce", teacher=None, seed=s, out=str(tdir),
-                                    epochs=teacher_epochs or base.epochs, labels_per_class=0))
+            teachers.append(replace(teacher_config(base, tdir, s, teacher_epochs or base.epochs, base.swap),
+                                    teacher=None, labels_per_class=0))
         teacher = base.teacher or str(tdir / "best.safetensors")
         students.append(replace(base, role="student", teacher=teacher, seed=s, out=str(out / f"seed{s}" / "student")))
     run_all(teachers, jobs)
@@ -103,14 +103,18 @@ GRID_FEW_LABELS = ([("ce", "permutation")] + [(m, "permutation") for m in ("feat
                    + [("vanilla_kd", "fixed_class")])
 
 
+def teacher_config(base: TrainConfig, folder: Path, seed: int, epochs: int, swap: bool = False) -> TrainConfig:
+    """The CE teacher of an experiment, in ``folder``."""
+    return replace(base, role="teacher", method="ce", swap=swap, seed=seed, out=str(folder), epochs=epochs)
+
+
 def grid_configs(out: Path, seeds, teacher_epochs: int, student_epochs: int, regimes, directions, quiet=True):
     base = TrainConfig(dataset="avmnist", epochs=student_epochs, quiet=quiet)
     teachers, students = [], []
     for swap in directions:
         for s in seeds:
             tdir = out / ("swap" if swap else "fwd") / f"seed{s}" / "teacher"
-            teachers.append(replace(base, role="teacher", method="ce", swap=swap, seed=s, out=str(tdir),
-                                    epochs=teacher_epochs))
+            teachers.append(teacher_config(base, tdir, s, teacher_epochs, swap))
             for k in regimes:
                 for method, protocol in (GRID_FEW_LABELS if k else GRID_ALL_LABELS):
                     students.append(replace(base, swap=swap, seed=s, method=method, protocol=protocol,
@@ -214,7 +218,7 @@ def quickstart(out: str | Path = "runs/quickstart", teacher_epochs: int = 5, stu
         shutil.rmtree(out)
     base = TrainConfig(dataset="avmnist", epochs=student_epochs, quiet=quiet, device=device, seed=seed)
     tdir = out / "teacher"
-    train(replace(base, role="teacher", method="ce", out=str(tdir), epochs=teacher_epochs))
+    train(teacher_config(base, tdir, seed, teacher_epochs))
     teacher = tdir / "best.safetensors"
     summary = {"seed": seed, "teacher_test_acc": result(tdir)["test_acc"]}
     print(f"teacher (mnist images): test accuracy {summary['teacher_test_acc']:.4f}")
@@ -295,7 +299,7 @@ def steering_configs(out: Path, seeds, teacher_epochs: int, student_epochs: int,
                 "envelope": {"fa_grad": "envelope"}}
     for s in seeds:
         tdir = out / f"seed{s}" / "teacher"
-        teachers.append(replace(base, role="teacher", method="ce", seed=s, out=str(tdir), epochs=teacher_epochs))
+        teachers.append(teacher_config(base, tdir, s, teacher_epochs))
         t = str(tdir / "best.safetensors")
         for k in regimes:
             for m in ("ce", "feature_kd"):
@@ -441,8 +445,7 @@ def sweep_configs(out: Path, seeds, teacher_epochs: int, student_epochs: int, di
     for swap in directions:
         for s in seeds:
             tdir = out / ("swap" if swap else "fwd") / f"seed{s}" / "teacher"
-            teachers.append(replace(base, role="teacher", method="ce", swap=swap, seed=s, out=str(tdir),
-                                    epochs=teacher_epochs))
+            teachers.append(teacher_config(base, tdir, s, teacher_epochs, swap))
             t = str(tdir / "best.safetensors")
             for k in SWEEP_BUDGETS:
                 common = dict(swap=swap, seed=s, teacher=t, labels_per_class=k,

@@ -90,8 +90,9 @@ def report_md(report: BoundReport, title: str = "Bound report") -> str:
         lines += [f"## The gap explained: {name}", "",
                   markdown([{"step": x["step"], "nats": x["value"]} for x in chain]), ""]
     tr = [{"transport": t.name, "L": t.lipschitz.value, "L kind": t.lipschitz.kind, "W1": t.w1.value,
-           "W1 by": t.w1.method, "truncated at": t.truncated_at if t.truncated_at else "-", "L W1": t.value,
-           "kind": t.kind} for t in report.transports]
+           "W1 by": t.w1.method + (f" (width {t.w1.relative_width:.2g})" if t.w1.method == "bracket" else ""),
+           "truncated at": t.truncated_at if t.truncated_at else "-", "L W1": t.value, "kind": t.kind,
+           "why this solver": t.w1.diagnostics.get("choice", "-")} for t in report.transports]
     lines += ["## Transports of the teacher's expected loss", "", markdown(tr), "",
               "## Terms", "", markdown([{"term": t.name, "value": t.value, "kind": t.kind, "note": t.note}
                                         for t in report.terms]), ""]
