@@ -10,7 +10,6 @@ import argparse
 import copy
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -19,14 +18,13 @@ import ot
 import torch
 from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cmkd_bounds.atomic import write_text  # noqa: E402
-from cmkd_bounds.costs import get_cost  # noqa: E402
-from training.alignment import label_alignment  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
-from training.datasets import load_pair  # noqa: E402
-from training.methods import Batch, make_method  # noqa: E402
-from training.models import Model, make_spec  # noqa: E402
+from cmkd_bounds.atomic import write_text
+from cmkd_bounds.costs import get_cost
+from training.alignment import label_alignment
+from training.config import TrainConfig
+from training.datasets import load_pair
+from training.methods import Batch, make_method
+from training.models import Model, make_spec
 
 OUT = Path(__file__).resolve().parents[1] / "reports" / "benchmarks"
 

@@ -23,11 +23,11 @@ import numpy as np
 import ot
 import torch
 
+from cmkd_bounds.atomic import write_text
+from cmkd_bounds.rates import rate_curve
+from cmkd_bounds.wasserstein import AUTO_CROSSOVER, EXACT_SECONDS, w1_bracket, w1_exact
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from cmkd_bounds.atomic import write_text  # noqa: E402
-from cmkd_bounds.rates import rate_curve  # noqa: E402
-from cmkd_bounds.wasserstein import AUTO_CROSSOVER, EXACT_SECONDS, w1_bracket, w1_exact  # noqa: E402
 
 OUT = ROOT / "reports" / "benchmarks"
 D = 64

@@ -8,10 +8,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from cmkd_bounds.app.reliability import CASES
+from cmkd_bounds.atomic import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from cmkd_bounds.app.reliability import CASES  # noqa: E402
-from cmkd_bounds.atomic import write_text  # noqa: E402
 
 EXTRA = [
     ("training", "run killed at a random point resumes to the same final weights",

@@ -221,7 +221,7 @@ def _bn_repeat(snapshot: list, times: int) -> None:
 
 
 class UCMKD(Method):
-    """The bi-level UCMKD step (DESIGN.md section 3), first or second order.
+    """The bi-level UCMKD step (docs/theory.md, section 9), first or second order.
 
     Per minibatch, from the student's parameters ``theta = (phi, h)`` (encoder, head):
 
