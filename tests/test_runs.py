@@ -131,3 +131,37 @@ def test_vanilla_kd_with_few_labels_distils_every_paired_item(teacher, tmp_path)
                       out=str(tmp_path / "kd"), **SYN))
     res = json.loads((tmp_path / "kd" / "result.json").read_text())
     assert res["labels_per_class"] == 2 and res["method"] == "vanilla_kd" and res["test_acc"] > 0.25
+
+
+def test_quickstart_writes_where_git_does_not_look():
+    """Issue 9 #1: the main command's default folder is ignored by git, so a fresh clone stays clean."""
+    import subprocess
+    from pathlib import Path
+
+    from cmkd_bounds.app.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1]
+    out = build_parser().parse_args(["quickstart"]).out
+    assert not Path(out).parts[0] == "reports"
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    r = subprocess.run(["git", "check-ignore", "-q", f"{out}/teacher/best.safetensors"], cwd=root)
+    assert r.returncode == 0, f"{out} is not ignored by git"
+
+
+@pytest.mark.slow
+def test_quickstart_resumes_after_an_interruption(tmp_path, capsys):
+    """Issue 9 #5: rerunning the quickstart reuses what finished and redoes only what is missing."""
+    import shutil
+
+    out = tmp_path / "qs"
+    args = ["quickstart", "--out", str(out), "--teacher-epochs", "1", "--student-epochs", "1", "--quiet"]
+    assert main(args) == 0
+    kept = {p: (out / p).stat().st_mtime_ns for p in ("teacher/best.safetensors", "ce/best.safetensors",
+                                                       "eval-ce/bound.json")}
+    shutil.rmtree(out / "ucmkd")  # as if Ctrl-C had stopped it before the UCMKD student
+    shutil.rmtree(out / "eval-ucmkd")
+    assert main(args) == 0
+    assert {p: (out / p).stat().st_mtime_ns for p in kept} == kept
+    assert (out / "ucmkd" / "result.json").exists() and (out / "eval-ucmkd" / "bound.json").exists()
+    assert json.loads((out / "summary.json").read_text())["ucmkd_test_acc"] > 0.1
