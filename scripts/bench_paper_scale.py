@@ -67,8 +67,10 @@ def main():
             raise SystemExit(f"evaluate failed:\n{r.stderr[-3000:]}")
         d = json.loads((Path(tmp) / "eval" / "bound.json").read_text())
     phases = d["source"]["phase_seconds"]
-    transports = {t["name"]: {"w1": t["w1"], "method": t["w1_method"], "relative_width": t["w1_diagnostics"].get(
-        "relative_width"), "choice": t["w1_diagnostics"].get("choice")} for t in d["transports"]}
+    transports = {t["name"]: {"w1": t["w1"], "method": t["w1_method"], "kind": t["w1_kind"],
+                              **{k: t["w1_diagnostics"].get(k) for k in ("width_requested", "width_reached",
+                                                                         "iterations", "choice")}}
+                  for t in d["transports"]}
     res = {"n": a.n, "dim": a.dim, "classes": a.classes, **facts, "seconds": seconds, "peak_rss_gib": peak,
            "phases": phases, "transports": transports, "target_seconds": 900, "target_gib": 8,
            "bound_certified": d["bound_certified"], "bound_asymptotic": d["bound_asymptotic"],

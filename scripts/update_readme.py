@@ -43,7 +43,7 @@ def blocks() -> dict:
         out["steering"] = body((r / "ucmkd" / "steering.md").read_text())
     if (r / "study" / "correlation.md").exists():
         md = (r / "study" / "correlation.md").read_text()
-        keep = [s for s in md.split("\n## ") if s.startswith(("# ", "all strata"))]
+        keep = [s for s in md.split("\n## ") if s.startswith(("# ", "within each stratum", "all strata"))]
         out["study"] = body("\n## ".join(keep))
     if (r / "theory" / "coverage.md").exists():
         md = (r / "theory" / "coverage.md").read_text()

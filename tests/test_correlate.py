@@ -47,6 +47,11 @@ def test_correlate_command_writes_table_and_figure(tmp_path, capsys):
     assert main(["correlate", str(tmp_path), "--bootstrap", "100"]) == 0
     md = (tmp_path / "correlation.md").read_text()
     assert "| monotone | +1.00 [+1.00, +1.00]" in md
+    # the overview: one column per stratum, starred where the interval excludes 0, rows by mean tau
+    overview = md.split("## within each stratum")[1].split("\n## ")[0]
+    lines = [ln for ln in overview.splitlines() if ln.startswith("| ")]
+    assert lines[0].startswith("| measure | image->audio, all labels | image->audio, 10 labels/class | mean")
+    assert lines[2] == "| monotone | +1.00* | +1.00* | +1.00 |" and lines[-1].startswith("| reversed | -1.00* |")
     assert (tmp_path / "correlation.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["correlate", str(tmp_path / "missing")]) == 2
     assert "no summary of runs" in capsys.readouterr().err
