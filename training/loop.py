@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -169,11 +169,28 @@ class _nothing:
         return False
 
 
-def _train(cfg: TrainConfig, run: RunFolder, rank: int, world: int, device) -> RunFolder:
-    state = run.decide() if rank == 0 else "fresh"
-    if state == "done":
-        return run
-    # ---- everything that can fail on the user's input fails here, before the folder is written
+@dataclass
+class _Setup:
+    """Everything an epoch needs, built (and checked against the user's input) before the folder is written."""
+
+    train_pair: CrossModalPair
+    data_train: ModalityData
+    data_val: ModalityData  # cut to the label budget
+    data_test: ModalityData
+    y_train: np.ndarray
+    lab: np.ndarray  # indices of the labelled training items
+    teacher_y: np.ndarray | None
+    corr: np.ndarray | None
+    t_feats: torch.Tensor | None
+    t_logits: torch.Tensor | None
+    model: Model
+    optimizer: torch.optim.Optimizer
+    method: object
+    meta: CheckpointMeta
+
+
+def _setup(cfg: TrainConfig, world: int, device) -> _Setup:
+    """Data, teacher, model, optimiser and method; everything that can fail on the user's input fails here."""
     data_fp = fingerprint(cfg.dataset, cfg.data_dir, cfg.arrays)
     _, splits = prepare_data(cfg)
     train_pair, val_pair, test_pair = splits["train"], splits["val"], splits["test"]
@@ -201,81 +218,111 @@ def _train(cfg: TrainConfig, run: RunFolder, rank: int, world: int, device) -> R
                           cfg.split_seed, cfg.feat_dim, cfg.cost, cfg.method if cfg.role == "student" else "ce",
                           cfg.protocol if cfg.role == "student" else None, cfg.to_dict(), data_fp, teacher_ref,
                           num_labelled=int(len(lab)), pairing=train_pair.info)
+    return _Setup(train_pair, data_train, val, data_test, y_train, lab, teacher_y, corr, t_feats, t_logits, model,
+                  optimizer, method, meta)
+
+
+def _train(cfg: TrainConfig, run: RunFolder, rank: int, world: int, device) -> RunFolder:
+    state = run.decide() if rank == 0 else "fresh"
+    if state == "done":
+        return run
+    s = _setup(cfg, world, device)
 
     # ---- resume or start
     history, best_acc, start = [], -1.0, 0
     if state == "resume":
         st = load_state(run.file("state.pt"))
         last, _ = load_model(run.file("last.safetensors"), device=device)
-        model.load_state_dict(last.state_dict())
-        optimizer.load_state_dict(st["optimizer"])
-        start, best_acc, method.steps = int(st["epoch"]) + 1, float(st["best_acc"]), int(st["steps"])
+        s.model.load_state_dict(last.state_dict())
+        s.optimizer.load_state_dict(st["optimizer"])
+        start, best_acc, s.method.steps = int(st["epoch"]) + 1, float(st["best_acc"]), int(st["steps"])
         history = run.history(start)
         run.file("result.json").unlink(missing_ok=True)
     elif world > 1:
         import torch.distributed as dist
 
-        for p in model.state_dict().values():
+        for p in s.model.state_dict().values():
             dist.broadcast(p, 0)
     if rank == 0:
         run.write_config()
 
     # ---- epochs
-    from tqdm.auto import tqdm
-
-    label = f"student {cfg.method}" if cfg.role == "student" else "teacher"
     for epoch in range(start, cfg.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        torch.manual_seed(cfg.seed * 100_003 + epoch)
-        plan = plan_epoch(cfg, y_train, lab, teacher_y, corr, epoch)
-        # every rank takes the same number of steps (all-reduce needs it): wrap around when uneven
-        mine = [(rank + world * j) % plan.steps for j in range(math.ceil(plan.steps / world))]
-        sums = {}
-        bar = tqdm(mine, desc=f"{label} epoch {epoch + 1}/{cfg.epochs}", disable=cfg.quiet or rank != 0, leave=False)
-        for i in bar:
-            metrics = method.step(make_batch(plan, i, cfg.batch_size, data_train, t_feats, t_logits, device))
-            if not math.isfinite(metrics["loss"]):
-                last = run.file("last.safetensors")
-                raise TrainingDiverged(
-                    f"non-finite loss {metrics['loss']} at epoch {epoch + 1}, step {method.steps}, batch {i}; "
-                    f"last good checkpoint: {last if last.exists() else 'none yet'}")
-            for k, v in metrics.items():
-                sums.setdefault(k, []).append(v)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}")
-        sync_buffers(model, world)  # BatchNorm running statistics: every rank evaluates and saves the same model
-        val_acc = accuracy(model, val, device)
-        record = {"epoch": epoch + 1, "val_acc": val_acc, "val_items": len(val),
-                  "epoch_time": time.perf_counter() - t0, "steps": len(mine),
-                  **{k: float(np.mean(v)) for k, v in sums.items()}}
+        record = _epoch(cfg, s, run, epoch, rank, world, device)
         history.append(record)
         if rank == 0:
-            if val_acc >= best_acc:
-                best_acc = val_acc
-                save_checkpoint(run.file("best.safetensors"), model, replace(meta, epoch=epoch + 1,
-                                                                            metrics={"val_acc": val_acc}))
-            save_checkpoint(run.file("last.safetensors"), model, replace(meta, epoch=epoch + 1, metrics=record))
-            save_state(run.file("state.pt"), {"optimizer": optimizer.state_dict(), "epoch": epoch,
-                                              "best_acc": best_acc, "steps": method.steps})
-            run.write_metrics(history)
-            if not cfg.quiet:
-                tqdm.write(f"{label} epoch {epoch + 1}: val acc {val_acc:.4f} ({len(val)} items), "
-                           f"loss {record.get('loss', float('nan')):.4f}, {record['epoch_time']:.1f}s")
+            best_acc = _save_epoch(cfg, s, run, epoch, record, history, best_acc)
 
     # ---- finish
-    ranks_identical = _ranks_identical(model, world)
+    ranks_identical = _ranks_identical(s.model, world)
     if rank == 0:
         best, _ = load_model(run.file("best.safetensors"), device=device)
-        result = {"test_acc": accuracy(best, data_test, device), "best_val_acc": best_acc, "val_items": len(val),
+        result = {"test_acc": accuracy(best, s.data_test, device), "best_val_acc": best_acc,
+                  "val_items": len(s.data_val),
                   "epoch_time_mean": float(np.mean([r["epoch_time"] for r in history])) if history else None,
-                  "kind": cfg.role, "method": meta.method, "protocol": meta.protocol, "seed": cfg.seed,
+                  "kind": cfg.role, "method": s.meta.method, "protocol": s.meta.protocol, "seed": cfg.seed,
                   "labels_per_class": cfg.labels_per_class, "dataset": cfg.dataset, "swap": cfg.swap,
-                  "world_size": world, "ranks_identical": ranks_identical, "pairing": train_pair.info}
+                  "world_size": world, "ranks_identical": ranks_identical, "pairing": s.train_pair.info}
         steer = [r["steer_cos"] for r in history if "steer_cos" in r]
         if steer:
             result["steer_cos_mean"] = float(np.mean(steer))
         run.write_result(result)
     return run
+
+
+def _label(cfg: TrainConfig) -> str:
+    return f"student {cfg.method}" if cfg.role == "student" else "teacher"
+
+
+def _epoch(cfg: TrainConfig, s: _Setup, run: RunFolder, epoch: int, rank: int, world: int, device) -> dict:
+    """One epoch, seeded by ``(seed, epoch)``: every step of this rank, then the validation accuracy."""
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    s.model.train()
+    torch.manual_seed(cfg.seed * 100_003 + epoch)
+    plan = plan_epoch(cfg, s.y_train, s.lab, s.teacher_y, s.corr, epoch)
+    # every rank takes the same number of steps (all-reduce needs it): wrap around when uneven
+    mine = [(rank + world * j) % plan.steps for j in range(math.ceil(plan.steps / world))]
+    sums = {}
+    bar = tqdm(mine, desc=f"{_label(cfg)} epoch {epoch + 1}/{cfg.epochs}", disable=cfg.quiet or rank != 0,
+               leave=False)
+    for i in bar:
+        metrics = s.method.step(make_batch(plan, i, cfg.batch_size, s.data_train, s.t_feats, s.t_logits, device))
+        if not math.isfinite(metrics["loss"]):
+            last = run.file("last.safetensors")
+            raise TrainingDiverged(
+                f"non-finite loss {metrics['loss']} at epoch {epoch + 1}, step {s.method.steps}, batch {i}; "
+                f"last good checkpoint: {last if last.exists() else 'none yet'}")
+        for k, v in metrics.items():
+            sums.setdefault(k, []).append(v)
+        bar.set_postfix(loss=f"{metrics['loss']:.3f}")
+    sync_buffers(s.model, world)  # BatchNorm running statistics: every rank evaluates and saves the same model
+    val_acc = accuracy(s.model, s.data_val, device)
+    return {"epoch": epoch + 1, "val_acc": val_acc, "val_items": len(s.data_val),
+            "epoch_time": time.perf_counter() - t0, "steps": len(mine),
+            **{k: float(np.mean(v)) for k, v in sums.items()}}
+
+
+def _save_epoch(cfg: TrainConfig, s: _Setup, run: RunFolder, epoch: int, record: dict, history: list[dict],
+                best_acc: float) -> float:
+    """Rank 0 after each epoch: the best checkpoint (ties go to the later epoch), the last one, the optimiser
+    state and the metrics; returns the best validation accuracy so far."""
+    from tqdm.auto import tqdm
+
+    val_acc = record["val_acc"]
+    if val_acc >= best_acc:
+        best_acc = val_acc
+        save_checkpoint(run.file("best.safetensors"), s.model, replace(s.meta, epoch=epoch + 1,
+                                                                      metrics={"val_acc": val_acc}))
+    save_checkpoint(run.file("last.safetensors"), s.model, replace(s.meta, epoch=epoch + 1, metrics=record))
+    save_state(run.file("state.pt"), {"optimizer": s.optimizer.state_dict(), "epoch": epoch,
+                                      "best_acc": best_acc, "steps": s.method.steps})
+    run.write_metrics(history)
+    if not cfg.quiet:
+        tqdm.write(f"{_label(cfg)} epoch {epoch + 1}: val acc {val_acc:.4f} ({len(s.data_val)} items), "
+                   f"loss {record.get('loss', float('nan')):.4f}, {record['epoch_time']:.1f}s")
+    return best_acc
 
 
 def _ranks_identical(model, world: int):
