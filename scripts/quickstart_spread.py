@@ -1,4 +1,7 @@
-"""Seed-to-seed spread of the quickstart's numbers; writes reports/quickstart/spread.{json,md}.
+"""Seed-to-seed spread of the quickstart's numbers; writes reports/spread/quickstart.{json,md}.
+
+The files live outside reports/quickstart/, which `cmkd-bounds quickstart --out reports/quickstart --overwrite`
+replaces as a whole.
 
 Run: python scripts/quickstart_spread.py [--seeds 0 1 2 3 4] [--runs runs/quickstart-seeds]
 
@@ -17,7 +20,7 @@ from cmkd_bounds.app.experiments import quickstart
 from cmkd_bounds.app.tables import markdown
 from cmkd_bounds.atomic import write_text
 
-OUT = Path(__file__).resolve().parents[1] / "reports" / "quickstart"
+OUT = Path(__file__).resolve().parents[1] / "reports" / "spread"
 
 
 def flat(summary: dict) -> dict:
@@ -44,8 +47,8 @@ def main():
         v = np.array([per_seed[s][k] for s in a.seeds])
         rows.append({"quantity": k, "mean": v.mean(), "std": v.std(ddof=1), "min": v.min(), "max": v.max()})
     ucmkd_minus_ce = [per_seed[s]["ucmkd test acc"] - per_seed[s]["ce test acc"] for s in a.seeds]
-    write_text(OUT / "spread.json", json.dumps({"seeds": a.seeds, "per_seed": per_seed}, indent=2) + "\n")
-    write_text(OUT / "spread.md", "\n".join([
+    write_text(OUT / "quickstart.json", json.dumps({"seeds": a.seeds, "per_seed": per_seed}, indent=2) + "\n")
+    write_text(OUT / "quickstart.md", "\n".join([
         "# Seed-to-seed spread of the quickstart", "",
         f"Written by `python scripts/quickstart_spread.py --seeds {' '.join(map(str, a.seeds))}`: the quickstart run "
         f"once per seed ({len(a.seeds)} seeds, each its own teacher and students).", "",

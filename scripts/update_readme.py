@@ -35,8 +35,8 @@ def blocks() -> dict:
     if (r / "quickstart" / "summary.md").exists():
         md = (r / "quickstart" / "summary.md").read_text()
         out["quickstart"] = section(md, "Teacher") + "\n\n" + section(md, "| student")
-    if (r / "quickstart" / "spread.md").exists():
-        out["spread"] = body((r / "quickstart" / "spread.md").read_text())
+    if (r / "spread" / "quickstart.md").exists():
+        out["spread"] = body((r / "spread" / "quickstart.md").read_text())
     if (r / "avmnist" / "results.md").exists():
         out["avmnist"] = body((r / "avmnist" / "results.md").read_text())
     if (r / "ucmkd" / "steering.md").exists():
