@@ -159,18 +159,15 @@ def bench_evaluate():
     root = ROOT / "reports" / "quickstart"
     if not (root / "ucmkd" / "best.safetensors").exists():
         return None
-    try:
-        from cmkd_bounds.pipeline import evaluate_checkpoints
-    except ImportError:
-        try:
-            from cmkd_bounds.app.pipeline import evaluate_checkpoints
-        except ImportError as e:
-            return {"error": f"evaluate_checkpoints not importable: {e}"}
     import tempfile
+
+    from cmkd_bounds.app.evaluate import evaluate_checkpoints
+    from cmkd_bounds.settings import BoundSettings
 
     with tempfile.TemporaryDirectory() as tmp:
         _, t = timed(lambda: evaluate_checkpoints(root / "teacher" / "best.safetensors",
-                                                  root / "ucmkd" / "best.safetensors", Path(tmp) / "ev"))
+                                                  root / "ucmkd" / "best.safetensors", Path(tmp) / "ev",
+                                                  BoundSettings(), quiet=True))
     return {"seconds": t, "target_seconds": 60,
             "what": "evaluate --teacher reports/quickstart/teacher --student reports/quickstart/ucmkd"}
 
