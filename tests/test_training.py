@@ -134,24 +134,33 @@ def len_train_batches(teacher_ckpt):
 
 @pytest.mark.slow
 def test_torchrun_two_ranks_keep_identical_weights(teacher_ckpt, tmp_path):
-    script = tmp_path / "ddp.py"
-    script.write_text(
-        "import torch.distributed as dist\n"
-        "from training.config import TrainConfig\nfrom training.loop import train\n"
-        f"out = train(TrainConfig(method='feature_kd', teacher={str(teacher_ckpt)!r}, epochs=2, "
-        f"out={str(tmp_path / 'ddp')!r}, dataset='synthetic', feat_dim=8, batch_size=32, quiet=True))\n"
-        "print('RANK_DONE', dist.get_rank(), dist.get_world_size())\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-                        str(script)], capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count("RANK_DONE") == 2
+    """Two ranks train identically, resume an interrupted run together and both return a finished one."""
+    def run(epochs):
+        script = tmp_path / "ddp.py"
+        script.write_text(
+            "import torch.distributed as dist\n"
+            "from training.config import TrainConfig\nfrom training.loop import train\n"
+            f"out = train(TrainConfig(method='feature_kd', teacher={str(teacher_ckpt)!r}, epochs={epochs}, "
+            f"out={str(tmp_path / 'ddp')!r}, dataset='synthetic', feat_dim=8, batch_size=32, quiet=True))\n"
+            "print('RANK_DONE', dist.get_rank(), dist.get_world_size())\n"
+        )
+        env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+        r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                            "--master_port=29533", str(script)], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert r.stdout.count("RANK_DONE") == 2
+
+    run(1)
+    (tmp_path / "ddp" / "result.json").unlink()  # as if stopped after the first of two epochs
+    run(2)  # both ranks resume from the same state
     result = json.loads((tmp_path / "ddp" / "result.json").read_text())
     assert result["world_size"] == 2 and result["ranks_identical"] is True
     # each rank took half of every epoch's batches
     steps = [json.loads(line)["steps"] for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [-(-len_train_batches(teacher_ckpt) // 2)] * 2
+    stamp = (tmp_path / "ddp" / "best.safetensors").stat().st_mtime_ns
+    run(2)  # finished: every rank returns it as it is
+    assert (tmp_path / "ddp" / "best.safetensors").stat().st_mtime_ns == stamp
 
 
 def test_multiseed_table_and_evaluate_runs(teacher_ckpt, tmp_path, capsys):

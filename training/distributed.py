@@ -14,6 +14,7 @@ one collective per BatchNorm layer per forward).
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import torch
@@ -26,7 +27,35 @@ def dist_info() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(_destroy)  # a group left alive at exit can abort the process (gloo's threads)
     return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _destroy() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast_object(obj, world: int):
+    """Rank 0's ``obj`` on every rank (a decision only rank 0 may take, such as whether to resume)."""
+    if world == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def wait_for_all(world: int) -> None:
+    """A barrier at the end of a run: no rank leaves (and tears down its connections) while rank 0 still
+    evaluates and writes the result."""
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
 
 
 def grad_reducer(world: int):

@@ -37,7 +37,7 @@ from training.checkpoint import (
 from training.config import TrainConfig
 from training.data import CrossModalPair, ModalityData
 from training.datasets import fingerprint, load_pair
-from training.distributed import dist_info, grad_reducer, sync_buffers
+from training.distributed import broadcast_object, dist_info, grad_reducer, sync_buffers, wait_for_all
 from training.methods import make_method
 from training.models import Model, make_spec
 from training.run_folder import RunFolder
@@ -158,7 +158,9 @@ def train(cfg: TrainConfig) -> RunFolder:
     from cmkd_bounds.atomic import claim
 
     with claim(run.path) if rank == 0 else _nothing():
-        return _train(cfg, run, rank, world, device)
+        run = _train(cfg, run, rank, world, device)
+    wait_for_all(world)
+    return run
 
 
 class _nothing:
@@ -223,7 +225,8 @@ def _setup(cfg: TrainConfig, world: int, device) -> _Setup:
 
 
 def _train(cfg: TrainConfig, run: RunFolder, rank: int, world: int, device) -> RunFolder:
-    state = run.decide() if rank == 0 else "fresh"
+    # rank 0 decides (it alone may replace a folder); every rank then starts, resumes or returns alike
+    state = broadcast_object(run.decide() if rank == 0 else None, world)
     if state == "done":
         return run
     s = _setup(cfg, world, device)
