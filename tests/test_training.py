@@ -146,7 +146,8 @@ def test_torchrun_two_ranks_keep_identical_weights(teacher_ckpt, tmp_path):
         )
         env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
         r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                            "--master_port=29533", str(script)], capture_output=True, text=True, env=env, timeout=300)
+                            f"--master_port={free_port()}", str(script)], capture_output=True, text=True, env=env,
+                           timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
         assert r.stdout.count("RANK_DONE") == 2
 
@@ -214,19 +215,24 @@ def test_robustness_presets_shape_the_training_pools():
         prepare_data(TrainConfig(disjoint=0.5, protocol="paired", **base))
 
 
-def _torchrun(tmp_path, name, cfg_kwargs: dict) -> dict:
-    """Train with ``cfg_kwargs`` on two ranks under torchrun (a free port); the run's result.json."""
+def free_port() -> int:
+    """A port no process listens on now (a fixed one can still be held by a previous run's socket)."""
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return sock.getsockname()[1]
+
+
+def _torchrun(tmp_path, name, cfg_kwargs: dict) -> dict:
+    """Train with ``cfg_kwargs`` on two ranks under torchrun (a free port); the run's result.json."""
     script = tmp_path / f"{name}.py"
     script.write_text("from training.config import TrainConfig\nfrom training.loop import train\n"
                       f"train(TrainConfig(**{cfg_kwargs!r}))\n")
     env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                        str(script)], capture_output=True, text=True, env=env, timeout=900)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                        f"--master_port={free_port()}", str(script)], capture_output=True, text=True, env=env,
+                       timeout=900)
     assert r.returncode == 0, r.stderr[-8000:]
     return json.loads((tmp_path / name / "result.json").read_text())
 
