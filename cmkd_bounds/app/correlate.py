@@ -169,8 +169,7 @@ def render(res: list[dict], rows: list[dict], eval_dir: Path) -> str:
     for key in sorted({(r["direction"], r["labels_per_class"]) for r in res}, key=str):
         rs = sorted([r for r in res if (r["direction"], r["labels_per_class"]) == key],
                     key=lambda r: -r["tau_error"] if math.isfinite(r["tau_error"]) else 9)
-        table = [{"measure": r["measure"] + (" (label-free)" if r["label_free"] else "") +
-                  (" (baseline)" if r["baseline"] else ""), "tau with error [95% CI]": ci(r, "error"),
+        table = [{"measure": _name(r), "tau with error [95% CI]": ci(r, "error"),
                   "tau with CE [95% CI]": ci(r, "risk"), "Psi": r["psi_error"]} for r in rs]
         regime = "all strata" if key == ("all", "all") else _regime(key)
         lines += [f"## {regime} ({rs[0]['runs']} runs)", "", markdown(table, digits=2).strip(), ""]
@@ -182,32 +181,45 @@ def _regime(key) -> str:
     return f"{key[0]}, {'all labels' if k in (0, '0') else f'{k} labels/class'}"
 
 
+def _excludes_zero(r: dict) -> bool:
+    """Whether the 95 % bootstrap interval of tau with the error excludes 0."""
+    return r["tau_error_lo"] > 0 or r["tau_error_hi"] < 0
+
+
+def _name(r: dict) -> str:
+    return r["measure"] + (" (label-free)" if r["label_free"] else "") + (" (baseline)" if r["baseline"] else "")
+
+
+def _within(res: list[dict]) -> tuple[list[tuple], list[dict]]:
+    """The strata (direction x label budget, sorted) and the rows of ``res`` inside them with a finite tau."""
+    strata = sorted({(r["direction"], r["labels_per_class"]) for r in res if r["direction"] != "all"}, key=str)
+    return strata, [r for r in res if r["direction"] != "all" and math.isfinite(r["tau_error"])]
+
+
+def _taus(within: list[dict], measure: str) -> list[float]:
+    return [r["tau_error"] for r in within if r["measure"] == measure]
+
+
 def within_strata(res: list[dict]) -> list[str]:
     """One row per measure, one column per stratum (direction x label budget): tau with the test error, starred
     where its 95 % bootstrap interval excludes 0; rows by their mean tau over the strata."""
     from cmkd_bounds.app.tables import markdown
 
-    strata = sorted({(r["direction"], r["labels_per_class"]) for r in res if r["direction"] != "all"}, key=str)
+    strata, within = _within(res)
     if len(strata) < 2:
         return []
-    by = {(r["measure"], r["direction"], r["labels_per_class"]): r for r in res}
-    measures = list(dict.fromkeys(r["measure"] for r in res))
-
-    def cell(r):
-        if r is None or not math.isfinite(r["tau_error"]):
-            return "-"
-        star = "*" if r["tau_error_lo"] > 0 or r["tau_error_hi"] < 0 else ""
-        return f"{r['tau_error']:+.2f}{star}"
+    by = {(r["measure"], r["direction"], r["labels_per_class"]): r for r in within}
 
     def mean_tau(m):
-        v = [by[(m, *k)]["tau_error"] for k in strata if (m, *k) in by and math.isfinite(by[(m, *k)]["tau_error"])]
+        v = _taus(within, m)
         return sum(v) / len(v) if v else -9
 
     table = []
-    for m in sorted(measures, key=lambda m: -mean_tau(m)):
-        r0 = next(r for r in res if r["measure"] == m)
-        row = {"measure": m + (" (label-free)" if r0["label_free"] else "") + (" (baseline)" if r0["baseline"] else "")}
-        row.update({_regime(k): cell(by.get((m, *k))) for k in strata})
+    for m in sorted(dict.fromkeys(r["measure"] for r in res), key=lambda m: -mean_tau(m)):
+        row = {"measure": _name(next(r for r in res if r["measure"] == m))}
+        for k in strata:
+            r = by.get((m, *k))
+            row[_regime(k)] = f"{r['tau_error']:+.2f}{'*' if _excludes_zero(r) else ''}" if r else "-"
         row["mean"] = f"{mean_tau(m):+.2f}"
         table.append(row)
     return ["## within each stratum: Kendall tau with the test error", "",
@@ -217,23 +229,14 @@ def within_strata(res: list[dict]) -> list[str]:
 
 def reading(res: list[dict], rows: list[dict]) -> list[str]:
     """The finding in words, every number computed here from the within-stratum taus and the runs."""
-    strata = {(r["direction"], r["labels_per_class"]) for r in res if r["direction"] != "all"}
-    within = [r for r in res if r["direction"] != "all" and math.isfinite(r["tau_error"])]
+    strata, within = _within(res)
     if len(strata) < 2 or not within:
         return []
-
-    def mean(m):
-        v = [r["tau_error"] for r in within if r["measure"] == m]
-        return (sum(v) / len(v), min(v), max(v)) if v else None
-
-    def sig(r):
-        return r["tau_error_lo"] > 0 or r["tau_error_hi"] < 0
-
     free = [r for r in within if r["label_free"]]
-    free_means = [mean(m)[0] for m in dict.fromkeys(r["measure"] for r in free)]
-    star = [r for r in free if sig(r)]
     out = [f"**Reading** (computed by `correlate`) over {len(strata)} strata."]
     if free:
+        free_means = [sum(v) / len(v) for v in (_taus(free, m) for m in dict.fromkeys(r["measure"] for r in free))]
+        star = [r for r in free if _excludes_zero(r)]
         out = [f"**Reading** (computed by `correlate`). Over {len(strata)} strata: the label-free measures "
                f"({', '.join(dict.fromkeys(r['measure'] for r in free))}) have within-stratum tau from "
                f"{min(r['tau_error'] for r in free):+.2f} to {max(r['tau_error'] for r in free):+.2f} (means per "
@@ -245,9 +248,9 @@ def reading(res: list[dict], rows: list[dict]) -> list[str]:
                     ("label_alignment", "the label-alignment term (it contains the student's test risk)"),
                     ("bound_held_out_kl", "the held-out kl certificate (the student's labelled test loss)"),
                     ("train_ce", "the student's training CE")):
-        t = mean(m)
-        if t:
-            out.append(f"- {what} (`{m}`): mean {t[0]:+.2f}, from {t[1]:+.2f} to {t[2]:+.2f}.")
+        v = _taus(within, m)
+        if v:
+            out.append(f"- {what} (`{m}`): mean {sum(v) / len(v):+.2f}, from {min(v):+.2f} to {max(v):+.2f}.")
     d = [r["bound_asymptotic_sharpest"] - r["label_alignment"] for r in rows
          if r.get("bound_asymptotic_sharpest") is not None and r.get("label_alignment") is not None]
     if d:
