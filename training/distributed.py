@@ -89,3 +89,28 @@ def sync_buffers(model: torch.nn.Module, world: int) -> None:
                 b /= world
             else:
                 dist.broadcast(b, 0)
+
+
+def broadcast_model(model: torch.nn.Module, world: int) -> None:
+    """Rank 0's parameters and buffers on every rank, in place (a no-op on one process)."""
+    if world == 1:
+        return
+    import torch.distributed as dist
+
+    for t in model.state_dict().values():
+        dist.broadcast(t, 0)
+
+
+def ranks_identical_or_raise(model: torch.nn.Module, world: int) -> bool | None:
+    """A guard after the last step: every rank must hold the same weights and floating-point buffers.
+    ``None`` on one process."""
+    if world == 1:
+        return None
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().double().flatten() for p in model.state_dict().values() if p.is_floating_point()])
+    gathered = [torch.zeros_like(flat) for _ in range(world)]
+    dist.all_gather(gathered, flat)
+    if not all(torch.equal(gathered[0], g) for g in gathered[1:]):
+        raise RuntimeError("distributed ranks ended with different weights")
+    return True

@@ -37,7 +37,15 @@ from training.checkpoint import (
 from training.config import TrainConfig
 from training.data import CrossModalPair, ModalityData
 from training.datasets import fingerprint, load_pair
-from training.distributed import broadcast_object, dist_info, grad_reducer, sync_buffers, wait_for_all
+from training.distributed import (
+    broadcast_model,
+    broadcast_object,
+    dist_info,
+    grad_reducer,
+    ranks_identical_or_raise,
+    sync_buffers,
+    wait_for_all,
+)
 from training.methods import make_method
 from training.models import Model, make_spec
 from training.run_folder import RunFolder
@@ -240,12 +248,10 @@ def _train(cfg: TrainConfig, run: RunFolder, rank: int, world: int, device) -> R
         s.optimizer.load_state_dict(st["optimizer"])
         start, best_acc, s.method.steps = int(st["epoch"]) + 1, float(st["best_acc"]), int(st["steps"])
         history = run.history(start)
-        run.file("result.json").unlink(missing_ok=True)
-    elif world > 1:
-        import torch.distributed as dist
-
-        for p in s.model.state_dict().values():
-            dist.broadcast(p, 0)
+        if rank == 0:
+            run.file("result.json").unlink(missing_ok=True)
+    else:
+        broadcast_model(s.model, world)  # every rank starts from rank 0's initialisation
     if rank == 0:
         run.write_config()
 
@@ -257,7 +263,7 @@ def _train(cfg: TrainConfig, run: RunFolder, rank: int, world: int, device) -> R
             best_acc = _save_epoch(cfg, s, run, epoch, record, history, best_acc)
 
     # ---- finish
-    ranks_identical = _ranks_identical(s.model, world)
+    ranks_identical = ranks_identical_or_raise(s.model, world)
     if rank == 0:
         best, _ = load_model(run.file("best.safetensors"), device=device)
         result = {"test_acc": accuracy(best, s.data_test, device), "best_val_acc": best_acc,
@@ -326,17 +332,3 @@ def _save_epoch(cfg: TrainConfig, s: _Setup, run: RunFolder, epoch: int, record:
         tqdm.write(f"{_label(cfg)} epoch {epoch + 1}: val acc {val_acc:.4f} ({len(s.data_val)} items), "
                    f"loss {record.get('loss', float('nan')):.4f}, {record['epoch_time']:.1f}s")
     return best_acc
-
-
-def _ranks_identical(model, world: int):
-    """A guard: every rank must hold the same weights (and buffers) after the last step."""
-    if world == 1:
-        return None
-    import torch.distributed as dist
-
-    flat = torch.cat([p.detach().double().flatten() for p in model.state_dict().values() if p.is_floating_point()])
-    gathered = [torch.zeros_like(flat) for _ in range(world)]
-    dist.all_gather(gathered, flat)
-    if not all(torch.equal(gathered[0], g) for g in gathered[1:]):
-        raise RuntimeError("distributed ranks ended with different weights")
-    return True
