@@ -46,7 +46,7 @@ from training.distributed import (
     sync_buffers,
     wait_for_all,
 )
-from training.methods import make_method
+from training.methods import Method, make_method
 from training.models import Model, make_spec
 from training.run_folder import RunFolder
 
@@ -195,7 +195,7 @@ class _Setup:
     t_logits: torch.Tensor | None
     model: Model
     optimizer: torch.optim.Optimizer
-    method: object
+    method: Method
     meta: CheckpointMeta
 
 
