@@ -46,7 +46,7 @@ import ot
 import torch
 
 from cmkd_bounds.costs import Cost, as_tensor, get_cost
-from cmkd_bounds.kinds import CERTIFIED, ESTIMATED, LOWER
+from cmkd_bounds.kinds import ESTIMATED, LOWER, SAMPLE
 
 DEFAULT_MAX_DENSE_BYTES = 2 * 2**30
 DEFAULT_WIDTH = 1e-2
@@ -125,7 +125,9 @@ def _prepare(x, y, a, b, cost, device=None):
 
 
 def _kind_for(cost: Cost) -> str:
-    return CERTIFIED if cost.is_metric else ESTIMATED
+    """``sample``: the value is W1 between these two empirical measures (exact, or a proved upper end); under a
+    cost that is not a metric it is an optimal transport cost, not a distance a Lipschitz argument can use."""
+    return SAMPLE if cost.is_metric else ESTIMATED
 
 
 SMALL_PAIRS = 2**22  # CPU problems with n * m below this run on one intra-op thread (see _one_thread_if_small)
@@ -600,7 +602,7 @@ def w1_bracket(
     Returns
     -------
     W1Result
-        ``value = upper``, ``kind`` certified for a metric cost. ``diagnostics`` hold
+        ``value = upper``, ``kind`` sample for a metric cost (a proved bound on this sample's W1). ``diagnostics`` hold
         ``width_requested``, ``width_reached``, ``iterations``, ``rounds``, ``eps_schedule``
         (``eps / max C`` per round), ``checks`` (iteration, eps, whether certified, ends, width,
         repair cost and mass, seconds since the start, for every certificate and estimate),
@@ -828,7 +830,7 @@ def wasserstein1(x, y, a=None, b=None, cost="l2", method: str = "auto", *, width
     c = get_cost(cost)
     if xc.shape[1] == 1 and c.has_1d_formula:
         v = w1_1d(xc[:, 0], yc[:, 0], a, b)
-        return W1Result(v, CERTIFIED, v, v, "exact-1d", {"n": xc.shape[0], "m": yc.shape[0], "cost": c.name,
+        return W1Result(v, SAMPLE, v, v, "exact-1d", {"n": xc.shape[0], "m": yc.shape[0], "cost": c.name,
                                                           "choice": "exact-1d: one dimension, closed form"})
     n, m = xc.shape[0], yc.shape[0]
     max_dense = kw.get("max_dense_bytes", DEFAULT_MAX_DENSE_BYTES)
