@@ -22,7 +22,10 @@ class FeatureSet:
 
     ``teacher_z`` ``(m, k)``, ``teacher_y`` ``(m,)``, ``student_z`` ``(n, k)``, ``student_y`` ``(n,)``,
     ``teacher_W``/``student_W`` ``(C, k)``, ``teacher_b``/``student_b`` ``(C,)``. Optional held-out
-    teacher data ``teacher_cal_z``/``teacher_cal_y`` to fit the temperature.
+    teacher data ``teacher_cal_z``/``teacher_cal_y`` to fit the temperature. Optional ``student_strata``
+    ``(n,)``: the strata a class-stratified design drew the student's items by, when the loss's mean
+    depends on more than the student label (paired data split by the teacher's label: the pair of
+    labels); by default the student labels.
     """
 
     teacher_z: np.ndarray
@@ -35,6 +38,7 @@ class FeatureSet:
     student_b: np.ndarray
     teacher_cal_z: np.ndarray | None = None
     teacher_cal_y: np.ndarray | None = None
+    student_strata: np.ndarray | None = None
 
     def __post_init__(self):
         for role in ("teacher", "student"):
@@ -67,6 +71,13 @@ class FeatureSet:
         if self.teacher_cal_z is not None:
             check_cloud(self.teacher_cal_z, "teacher_cal_z")
             _check_labels(self.teacher_cal_y, len(self.teacher_cal_z), "teacher_cal_y")
+        if self.student_strata is not None:
+            _check_labels(self.student_strata, len(self.student_y), "student_strata")
+
+    @property
+    def strata(self) -> np.ndarray:
+        """The strata of the student's items under the stratified design (the student labels by default)."""
+        return np.asarray(self.student_y if self.student_strata is None else self.student_strata).astype(int)
 
     @property
     def num_classes(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from cmkd_bounds.concentration import SAMPLINGS
 from cmkd_bounds.costs import get_cost
 
 POSTERIORS = {
@@ -29,7 +30,13 @@ class BoundSettings:
     Attributes
     ----------
     cost : ground cost of the feature space (:data:`cmkd_bounds.costs.COSTS`).
-    eta : confidence budget: every certified bound holds with probability ``>= 1 - eta``.
+    eta : confidence budget: every certified bound holds with probability ``>= 1 - eta`` (at most 1/2).
+    sampling : how the student's held-out items were drawn (:data:`cmkd_bounds.concentration.SAMPLINGS`):
+        ``iid`` (the certificates cover the population mean) or ``stratified`` (class by class: they cover the
+        risk at the sample's class frequencies). Checkpoints on the shipped splits are ``stratified``.
+    selected_among : the number of models compared on these held-out items to choose this one (1 when the
+        items played no part in choosing it). Every certificate on the student's items is computed at
+        ``eta / selected_among``: a union bound over the fixed candidates covers whichever was chosen.
     loss_clip : ``c`` in the clipped loss ``min(l, c)`` of the finite-sample and class-conditional
         bounds (``>= ln 2``, so the 0-1 corollary ``err01 <= R^c / ln 2`` holds).
     posterior : how ``D_T(y|z)`` is modelled (:data:`POSTERIORS`).
@@ -47,6 +54,8 @@ class BoundSettings:
     eta: float = 0.05
     loss_clip: float = 5.0
     posterior: str = "calibrated"
+    sampling: str = "iid"
+    selected_among: int = 1
     seed: int = 0
     rate_repeats: int = 10
     rate_sizes: tuple[int, ...] | None = None
@@ -60,8 +69,13 @@ class BoundSettings:
 
     def __post_init__(self):
         get_cost(self.cost)
-        if not 0 < self.eta < 1:
-            raise ValueError(f"eta must lie in (0, 1), got {self.eta}")
+        if not 0 < self.eta <= 0.5:
+            raise ValueError(f"eta must lie in (0, 0.5], got {self.eta} (a certificate at confidence below 1/2 "
+                             "says nothing, and Clopper-Pearson needs eta <= 1/2 under the stratified design)")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
+        if not (isinstance(self.selected_among, int) and self.selected_among >= 1):
+            raise ValueError(f"selected_among must be an integer >= 1, got {self.selected_among!r}")
         if not self.loss_clip >= LN2:
             raise ValueError(f"the loss clip must be >= ln 2 = {LN2:.4f} for the 0-1 corollary, got {self.loss_clip}")
         if self.posterior not in POSTERIORS:
@@ -74,6 +88,11 @@ class BoundSettings:
             raise ValueError("rate_repeats must be >= 2")
         if self.kappa_cap <= 0 or self.paper_reg <= 0 or self.paper_batch < 2 or self.paper_batches < 1:
             raise ValueError("kappa_cap and paper_reg must be > 0, paper_batch >= 2 and paper_batches >= 1")
+
+    @property
+    def eta_student(self) -> float:
+        """The level of every certificate on the student's held-out items: ``eta / selected_among``."""
+        return self.eta / self.selected_among
 
     def as_dict(self) -> dict:
         return asdict(self)

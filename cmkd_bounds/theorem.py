@@ -29,17 +29,23 @@ g_y(z)]``, per class ``E^_{S,y} g_y <= min(c, E^_{T,y} g_y + L_y W1_y)`` for the
     R^_S^c <= Delta^ + sum_y pi^_S(y) min(c, R^_T^{y,c} + min_metric L_y W1_y)      (plug-in).
 
 **Certificates (population clipped risk, probability >= 1 - eta).** The student's held-out clipped
-losses are i.i.d. in ``[0, c]`` and independent of the models, so ``R_S^c <= kl_upper(R^_S^c)``
-(:func:`cmkd_bounds.concentration.kl_upper`). Each transfer form adds its deterministic slack on
-the same sample:
+losses lie in ``[0, c]`` and are independent of the models (i.i.d., or independent given their
+labels under the stratified design: :data:`cmkd_bounds.concentration.SAMPLINGS`), so
+``R_S^c <= U(R^_S^c)`` with ``U`` the headline held-out certificate, the betting bound
+(:func:`cmkd_bounds.concentration.betting_upper`; the route is fixed before the data are seen, the
+kl, Hoeffding and Bernstein values are shown beside it for comparison). Each transfer form adds its
+deterministic slack on the same sample:
 
-    R_S^c <= kl_upper(R^_S^c) + (B_emp - R^_S^c),     B_emp >= R^_S^c the form's empirical bound,
+    R_S^c <= U + max(0, B_emp - R^_S^c),     B_emp >= R^_S^c the form's empirical bound,
 
 so every transfer certificate is at least the held-out certificate: with labelled student test
 data the teacher-side terms *explain* the risk, the held-out certificate *certifies* it. All
-transfer certificates share the one random event of the ``kl`` step, so their minimum
-(``bound_certified``) needs no union bound. Only certified ingredients enter (metric costs,
-proved Lipschitz constants, exact or upper-bracket W1).
+transfer certificates share the one random event of the betting step, so their minimum
+(``bound_certified``) needs no union bound. Only proved ingredients enter (metric costs, proved
+Lipschitz constants, exact or upper-bracket W1 on the samples). When the student was chosen among
+``E`` checkpoints on its evaluation items (``selected_among``), every certificate on those items is
+computed at ``eta / E``. Each certificate holds with probability ``>= 1 - eta`` on its own; two of
+them hold together with probability ``>= 1 - 2 eta`` (union bound).
 
 **The paper's finite-sample route (Theorem 2.7)**: ``eta/4`` each for Hoeffding on ``E^_T f``
 (range ``log C``), the two deviations ``W1(P^_S, P_S)``, ``W1(P^_T, P_T)`` (dyadic bound, which
@@ -52,7 +58,7 @@ CE, the minibatch Sinkhorn value (reg 0.1, the training cost) with unit ``tau``,
 kappa-weighted LA with ``kappa = softmax(h_T(z_S))_y``.
 
 Held-out references: Hoeffding, ``kl`` and empirical Bernstein on the clipped risk, and the
-Clopper–Pearson limit on the 0-1 error (``error01_certificate``).
+Clopper–Pearson limit on the 0-1 error (``error01_certificate``; betting is weaker on 0/1 values).
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ from cmkd_bounds.kinds import (
     POPULATION_CLIPPED_RISK,
     POPULATION_ERROR01,
     Term,
+    proved,
     weakest,
 )
 from cmkd_bounds.lipschitz import (
@@ -89,6 +96,16 @@ from cmkd_bounds.rates import RateCurve, deviation_dyadic, deviation_estimated, 
 from cmkd_bounds.settings import BoundSettings
 from cmkd_bounds.wasserstein import W1Result, sinkhorn_cost, wasserstein1
 
+HELD_OUT_DESIGN = {
+    "iid": "the student's held-out items are i.i.d. draws from its test law: the certificates cover the population "
+           "quantities",
+    "stratified": "the student's held-out items are a class-stratified draw without replacement from a finite pool "
+                  "(the shipped splits): given their labels they are independent draws from each class's law, so the "
+                  "certificates cover the population risk at the sample's class frequencies, sum_y w_y R_y (the "
+                  "population risk when those are the population's). Hoeffding, kl and Bernstein hold for "
+                  "independent values with unequal means (Hoeffding 1963), Clopper-Pearson for unequal rates "
+                  "(Hoeffding 1956), and the betting certificate bets on class-balanced blocks",
+}
 OSC_BUDGET = 2 * 10**9  # n * m * C above which the oscillation transport is skipped (too slow to build its costs)
 
 
@@ -242,7 +259,7 @@ def marginal_form(d: Sample, s: BoundSettings, lS_c: np.ndarray) -> MarginalForm
                  f"LA^ + min(log C, E^_T f + L W1), transport {best.name}",
                  {"transport": best.name, "teacher_term": ET, "transport_value": best.value, "label_alignment": la,
                   "cap_binds": ET + best.value > math.log(d.C)}, EMPIRICAL_RISK)
-    cert = [t for t in trs if t.kind == CERTIFIED]
+    cert = [t for t in trs if proved(t.kind)]
     cbest = min(cert, key=lambda t: t.value) if cert else None
     return MarginalForm(ET, ES, la, la_c, trs, paper, sharp,
                         la_c + _capped(d, cbest.value) if cbest else None, cbest.name if cbest else None)
@@ -285,7 +302,7 @@ def class_form(d: Sample, s: BoundSettings, lS_c: np.ndarray) -> ClassForm:
         w = _w1(mS, mT, truncated(LINF, c / tau_m.value), s)
         cand.append(("margin", tau_m.value * w.value, weakest(tau_m.kind, w.kind), w.value))
         best = min(cand, key=lambda t: t[1])
-        certs = [t for t in cand if t[2] == CERTIFIED]
+        certs = [t for t in cand if proved(t[2])]
         A_all[y] = min(c, rT + best[1])
         A_cert[y] = min(c, rT + min(t[1] for t in certs)) if certs else c
         rows.append({**row, "teacher_risk_clipped": rT, "student_teacher_loss": float(g_S[iS].mean()),
@@ -447,34 +464,43 @@ def assemble(fs: FeatureSet, settings: BoundSettings | None = None, progress=Non
     cf = class_form(d, s, lS_c)
 
     # --- held-out certificates on the student's own test data (population clipped risk / 0-1 error)
-    R_c = observed["risk_clipped"]
-    kl = cc.kl_upper(R_c, d.n, s.eta, c)
+    R_c, eta_s = observed["risk_clipped"], s.eta_student
+    strata = fs.strata if s.sampling == "stratified" else None
+    at = f" at eta / {s.selected_among} = {eta_s:.4g}" if s.selected_among > 1 else ""
+    bet = cc.betting_upper(lS_c, eta_s, c, strata=strata, seed=s.seed)
     held = {
-        "held_out_kl": Term("held_out_kl", kl, CERTIFIED, f"Hoeffding's kl form on min(l, {c}) (values in [0, c])",
-                            {"deviation": kl - R_c}, POPULATION_CLIPPED_RISK),
-        "held_out_hoeffding": Term("held_out_hoeffding", R_c + cc.hoeffding(d.n, s.eta, c), CERTIFIED,
-                                   "Hoeffding on the clipped loss", {}, POPULATION_CLIPPED_RISK),
-        "held_out_bernstein": Term("held_out_bernstein", cc.empirical_bernstein(lS_c, s.eta, c), CERTIFIED,
-                                   "empirical Bernstein (Maurer & Pontil 2009, Thm 4) on the clipped loss", {},
-                                   POPULATION_CLIPPED_RISK),
-        "error01_clopper_pearson": Term("error01_clopper_pearson", cc.clopper_pearson(errors, d.n, s.eta), CERTIFIED,
-                                        f"Clopper-Pearson upper limit from {errors} errors in {d.n}", {},
-                                        POPULATION_ERROR01),
+        "held_out_betting": Term("held_out_betting", bet, CERTIFIED,
+                                 f"betting (Waudby-Smith & Ramdas 2024) on min(l, {c}), {s.sampling} design{at}",
+                                 {"deviation": bet - R_c, "eta": eta_s, "sampling": s.sampling},
+                                 POPULATION_CLIPPED_RISK),
+        "held_out_kl": Term("held_out_kl", cc.kl_upper(R_c, d.n, eta_s, c), CERTIFIED,
+                            f"Hoeffding's kl form on min(l, {c}) (values in [0, c]){at}", {"eta": eta_s},
+                            POPULATION_CLIPPED_RISK),
+        "held_out_hoeffding": Term("held_out_hoeffding", R_c + cc.hoeffding(d.n, eta_s, c), CERTIFIED,
+                                   f"Hoeffding on the clipped loss{at}", {"eta": eta_s}, POPULATION_CLIPPED_RISK),
+        "held_out_bernstein": Term("held_out_bernstein", cc.empirical_bernstein(lS_c, eta_s, c), CERTIFIED,
+                                   f"empirical Bernstein (Maurer & Pontil 2009, Thm 4) on the clipped loss{at}",
+                                   {"eta": eta_s}, POPULATION_CLIPPED_RISK),
+        "error01_clopper_pearson": Term("error01_clopper_pearson", cc.clopper_pearson(errors, d.n, eta_s), CERTIFIED,
+                                        f"Clopper-Pearson upper limit from {errors} errors in {d.n}{at}",
+                                        {"eta": eta_s}, POPULATION_ERROR01),
     }
 
-    # --- certified transfer bounds: kl step + deterministic slack of each form (one shared random event)
+    # --- certified transfer bounds: betting step + deterministic slack of each form (one shared random event)
     cert_forms = {}
     if mg.certifiable is not None:
         cert_forms["certified_marginal"] = Term(
-            "certified_marginal", kl + (mg.certifiable - R_c), CERTIFIED,
-            f"kl_upper(R^_S^c) + [LA^c + min(log C, E^_T f + L W1) - R^_S^c], transport {mg.certifiable_transport}",
-            {"finite_sample": kl - R_c, "label_alignment_clipped": mg.la_clipped, "teacher_term": mg.teacher_term,
-             "transport": mg.certifiable_transport, "slack": mg.certifiable - R_c}, POPULATION_CLIPPED_RISK)
+            "certified_marginal", bet + max(0.0, mg.certifiable - R_c), CERTIFIED,
+            "held_out_betting + max(0, LA^c + min(log C, E^_T f + L W1) - R^_S^c), transport "
+            f"{mg.certifiable_transport}",
+            {"finite_sample": bet - R_c, "label_alignment_clipped": mg.la_clipped, "teacher_term": mg.teacher_term,
+             "transport": mg.certifiable_transport, "slack": max(0.0, mg.certifiable - R_c)}, POPULATION_CLIPPED_RISK)
     if cf.certifiable is not None:
         cert_forms["certified_class_conditional"] = Term(
-            "certified_class_conditional", kl + (cf.certifiable - R_c), CERTIFIED,
-            "kl_upper(R^_S^c) + [Delta^ + sum_y pi^(y) A_y - R^_S^c] with certified metrics",
-            {"finite_sample": kl - R_c, "delta": cf.delta, "slack": cf.certifiable - R_c}, POPULATION_CLIPPED_RISK)
+            "certified_class_conditional", bet + max(0.0, cf.certifiable - R_c), CERTIFIED,
+            "held_out_betting + max(0, Delta^ + sum_y pi^(y) A_y - R^_S^c) with proved metrics",
+            {"finite_sample": bet - R_c, "delta": cf.delta, "slack": max(0.0, cf.certifiable - R_c)},
+            POPULATION_CLIPPED_RISK)
     best_cert = min(cert_forms, key=lambda k: cert_forms[k].value)
 
     # --- estimated finite-sample forms (the paper's route)
@@ -499,7 +525,7 @@ def assemble(fs: FeatureSet, settings: BoundSettings | None = None, progress=Non
     bounds = {**asym, **cert_forms, **held, "finite_sample_paper": fs_paper, "finite_sample_estimated": fs_est,
               "paper_style": paper_style}
     headline = {"bound_asymptotic": "asymptotic_sharpest", "bound_certified": best_cert,
-                "held_out_certificate": "held_out_kl", "error01_certificate": "error01_clopper_pearson",
+                "held_out_certificate": "held_out_betting", "error01_certificate": "error01_clopper_pearson",
                 "bound_paper_style": "paper_style"}
 
     # --- terms (the parts, for the tables)
@@ -507,8 +533,10 @@ def assemble(fs: FeatureSet, settings: BoundSettings | None = None, progress=Non
         Term("teacher_term", mg.teacher_term, PLUG_IN, "E^_T f: the teacher's expected loss under its posterior "
              "(its risk R_T when the posterior is the truth)", {"teacher_test_ce": observed["teacher_risk"]}),
         Term("student_term", mg.student_term, PLUG_IN, "E^_S f: the teacher's expected loss at the student's features"),
-        Term("student_term_upper", mg.student_term + cc.hoeffding(d.n, s.eta, logC), CERTIFIED,
-             "E_{P_S} f <= E^_S f + log C sqrt(log(1/eta)/2n): needs unlabelled student features only"),
+        Term("student_term_upper", cc.betting_upper(d.fS, eta_s, logC, strata=strata, seed=s.seed), CERTIFIED,
+             f"E_{{P_S}} f <= betting bound on f at the student's features (values in [0, log C]){at}: needs no "
+             "student label (under the stratified design the labels only form the blocks)",
+             {"hoeffding": mg.student_term + cc.hoeffding(d.n, eta_s, logC)}),
         Term("label_alignment", mg.la, PLUG_IN, "LA^ = R^_S - E^_S f"),
         Term("label_alignment_clipped", mg.la_clipped, PLUG_IN, "LA^c = R^_S^c - E^_S f"),
         *[Term(f"transport_{t.name}", t.value, t.kind, f"L W1 with L = {t.lipschitz.name} ({t.lipschitz.kind}), W1 "
@@ -530,11 +558,18 @@ def assemble(fs: FeatureSet, settings: BoundSettings | None = None, progress=Non
     cost = get_cost(s.cost)
     assumptions = [
         d.temperature["note"],
-        "held-out data are i.i.d. and independent of both models (the test split): the only assumption of the "
-        "certified bounds",
+        HELD_OUT_DESIGN[s.sampling],
+        "the student's held-out items played no part in training or choosing either model" if s.selected_among == 1
+        else f"the student was chosen among {s.selected_among} checkpoints by its accuracy on these very items: every "
+             f"certificate on them is computed at eta / {s.selected_among} = {eta_s:.4g} (a union bound over the fixed "
+             "candidates covers whichever was chosen)",
         f"clipped loss min(l, {c}) in the certified and class-conditional bounds; eta = {s.eta}",
-        "every certified transfer bound is kl_upper(R^_S^c) plus a deterministic slack on the same sample, so it is "
-        "never below the held-out certificate; their minimum shares one random event (no union bound needed)",
+        "every certified transfer bound is the held-out betting certificate plus a slack >= 0 on the same sample, so "
+        "it is never below that certificate; their minimum shares one random event (no union bound needed)",
+        f"each certificate holds with probability >= {1 - s.eta:g} on its own; any two of them hold together with "
+        f"probability >= {1 - 2 * s.eta:g} (union bound)",
+        "transports (L W1 between the two samples) are exact sample quantities (kind sample): they bound the "
+        "empirical transport, not the population one",
     ]
     if not cost.is_metric or cost.lipschitz_kind != CERTIFIED:
         assumptions.append(f"feature cost {cost.name}: {cost.reason}; feature-space transports are NOT CERTIFIED "
@@ -546,22 +581,22 @@ def assemble(fs: FeatureSet, settings: BoundSettings | None = None, progress=Non
 
     report = BoundReport(s, observed, terms, bounds, headline, assumptions, {}, "", mg.transports, curves,
                          cf.per_class, d.temperature)
-    report.chains = _chains(report, mg, cf, kl)
+    report.chains = _chains(report, mg, cf, bet)
     report.summary = _summary(report, mg)
     return report
 
 
-def _chains(r: BoundReport, mg: MarginalForm, cf: ClassForm, kl: float) -> dict[str, list[dict]]:
+def _chains(r: BoundReport, mg: MarginalForm, cf: ClassForm, held: float) -> dict[str, list[dict]]:
     """From the observed risk to each headline bound, one ingredient at a time (the gap explained)."""
     o = r.observed
     cert = r.bound("bound_certified")
-    emp = cert.value - (kl - o["risk_clipped"])  # the certified form's empirical bound
+    emp = cert.value - (held - o["risk_clipped"])  # the certified form's empirical bound
     certified = [
         {"step": "observed risk (CE)", "value": o["risk"], "kind": "start"},
         {"step": f"clipping at c = {r.settings.loss_clip}", "value": o["risk_clipped"] - o["risk"]},
         {"step": "Lipschitz slack (transport of the teacher's loss, on the samples)", "value": emp - o["risk_clipped"],
          "note": cert.note},
-        {"step": "finite-sample slack (kl step)", "value": kl - o["risk_clipped"]},
+        {"step": "finite-sample slack (betting step)", "value": held - o["risk_clipped"]},
         {"step": f"= {cert.name}", "value": cert.value, "kind": "end"},
     ]
     sharp, paper = mg.sharpest, mg.paper
@@ -593,9 +628,10 @@ def _summary(r: BoundReport, mg: MarginalForm) -> str:
         if mg.sharpest.diagnostics.get("cap_binds") else ""
     return (
         f"This student's held-out CE is {o['risk']:.4g} nats (clipped at {s.loss_clip}: {o['risk_clipped']:.4g}) and "
-        f"its 0-1 error {o['error01']:.4g} ({o['errors']} of {o['n_student']}). With probability at least "
-        f"{1 - s.eta:.2f}, its population clipped risk is at most {held.value:.4g} nats (held-out kl certificate) "
-        f"and its population 0-1 error at most {err.value:.4g} (Clopper-Pearson). The sharpest certified transfer "
+        f"its 0-1 error {o['error01']:.4g} ({o['errors']} of {o['n_student']}). Each with probability at least "
+        f"{1 - s.eta:.2f} (both together with probability at least {1 - 2 * s.eta:.2f}), its population clipped "
+        f"risk is at most {held.value:.4g} nats (held-out betting certificate) and its population 0-1 error at most "
+        f"{err.value:.4g} (Clopper-Pearson). The sharpest certified transfer "
         f"bound ({cert.name}) is {cert.value:.4g} nats: it explains the risk through the teacher (expected loss "
         f"{mg.teacher_term:.4g} on its own features, {mg.student_term:.4g} at the student's) and the label alignment "
         f"({mg.la_clipped:.4g}), and cannot certify less than the held-out certificate. Its gap to the observed risk "

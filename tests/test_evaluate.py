@@ -10,6 +10,7 @@ import pytest
 from cmkd_bounds.app.bundle import BundleError, load_bundle
 from cmkd_bounds.app.cli import main
 from cmkd_bounds.app.report import FILES
+from cmkd_bounds.kinds import KINDS
 from training.synthetic import SyntheticWorld
 
 FAST = ["--quiet"]
@@ -42,7 +43,10 @@ def test_evaluate_bundle_writes_every_output(bundle, tmp_path, capsys):
     b = d["bounds"]["asymptotic_feature"]
     assert d["gap"]["asymptotic_feature"]["absolute"] == pytest.approx(b["value"] - d["observed_risk"])
     rows = list(csv.DictReader((out / "terms.csv").open()))
-    assert {r["kind"] for r in rows} <= {"certified", "plug-in", "estimated", "lower"}
+    assert {r["kind"] for r in rows} <= set(KINDS)
+    # issue 18 #2: a transport between the two samples is a sample quantity, never a certificate
+    assert {r["kind"] for r in rows if r["name"].startswith("transport_")} == {"sample"}
+    assert {t["kind"] for t in d["transports"]} == {"sample"}
     assert (out / "gap_waterfall.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (out / "report.md").read_text()
     assert "## Assumptions" in md and "The gap explained" in md and md.splitlines()[2].startswith("This student")

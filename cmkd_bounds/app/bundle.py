@@ -4,8 +4,9 @@ A bundle holds exactly these arrays: ``teacher_z`` (m, k), ``teacher_y`` (m,), `
 ``student_y`` (n,), ``teacher_W`` (C, k), ``teacher_b`` (C,), ``student_W`` (C, k), ``student_b`` (C,);
 the heads are ``z @ W.T + b``. Optionally ``teacher_cal_z``/``teacher_cal_y``: held-out teacher data
 for the temperature of the calibrated posterior (without them the temperature is fitted on all
-teacher samples given, and the report says so; no sample is ever set aside). Loaded without
-pickles; anything else in the file is refused.
+teacher samples given, and the report says so; no sample is ever set aside), and ``student_strata``
+(n,): the strata of a class-stratified draw of the student's items (``--sampling stratified``; by
+default the student labels). Loaded without pickles; anything else in the file is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cmkd_bounds.atomic import read_npz
 from cmkd_bounds.features import FeatureSet
 
 BUNDLE_KEYS = ("teacher_z", "teacher_y", "student_z", "student_y", "teacher_W", "teacher_b", "student_W", "student_b")
-OPTIONAL_KEYS = ("teacher_cal_z", "teacher_cal_y")
+OPTIONAL_KEYS = ("teacher_cal_z", "teacher_cal_y", "student_strata")
 
 
 class BundleError(ValueError):
@@ -35,7 +36,7 @@ def load_bundle(path: str | Path) -> dict[str, np.ndarray]:
         raise BundleError(f"{path}: unknown array(s) {', '.join(unknown)}; allowed: "
                           f"{', '.join(BUNDLE_KEYS + OPTIONAL_KEYS)}")
     for k, v in arrays.items():
-        if k.endswith("_y"):
+        if k.endswith(("_y", "_strata")):
             if not np.issubdtype(v.dtype, np.integer):
                 raise BundleError(f"{path}: {k} must hold integer labels, got dtype {v.dtype}")
         elif not np.issubdtype(v.dtype, np.floating):

@@ -33,8 +33,16 @@ def _need_file(path, what: str) -> None:
 def _settings(args):
     from cmkd_bounds.settings import BoundSettings
 
+    design = {}
+    for name in ("sampling", "selected_among"):
+        if getattr(args, name, None) is not None:
+            if not getattr(args, "features", None):
+                raise UserError(f"--{name.replace('_', '-')} describes the student items of a features bundle; for "
+                                "checkpoints it follows from the split (the shipped splits are class-stratified, and "
+                                "--split val counts the epochs compared there)")
+            design[name] = getattr(args, name)
     return BoundSettings(cost=args.cost, eta=args.eta, loss_clip=args.loss_clip, posterior=args.posterior,
-                         seed=args.seed, w1_method=args.w1_method, w1_width=args.w1_width)
+                         seed=args.seed, w1_method=args.w1_method, w1_width=args.w1_width, **design)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -224,7 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--runs", help="a folder of many student runs: one report each, one table and figure across them")
     e.add_argument("--out", required=True, help="output folder")
     _evaluate_options(e)
-    e.add_argument("--split", default="test", choices=["test", "val"], help="held-out split (checkpoints)")
+    e.add_argument("--split", default="test", choices=["test", "val"],
+                   help="held-out split (checkpoints); on val, where the best epoch was chosen, every certificate "
+                        "pays a union bound over the epochs compared")
+    from cmkd_bounds.concentration import SAMPLINGS
+
+    e.add_argument("--sampling", default=None, choices=list(SAMPLINGS),
+                   help="how a bundle's student items were drawn (default iid); " + "; ".join(
+                       f"{k}: {v}" for k, v in SAMPLINGS.items()))
+    e.add_argument("--selected-among", type=int, default=None, metavar="E",
+                   help="a bundle's student was chosen among E models on these very items: certificates at eta / E "
+                        "(default 1: the items played no part in choosing it)")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     e.add_argument("--quiet", action="store_true", help="no progress lines")
     e.set_defaults(func=_cmd_evaluate)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from cmkd_bounds.app.bundle import feature_set_from_bundle, load_bundle
@@ -45,12 +46,14 @@ class Progress:
 
 
 def _evaluate(out, settings: BoundSettings, overwrite: bool, quiet: bool, make) -> BoundReport:
-    """Claim ``out``, build the inputs with ``make(say)`` (features, title, source, extra terms and assumptions),
-    assemble the bounds and write the report folder atomically."""
+    """Claim ``out``, build the inputs with ``make(say)`` (features, title, source, extra terms and assumptions,
+    and the held-out design the source dictates: ``{"sampling": ..., "selected_among": ...}`` or ``{}``),
+    assemble the bounds and write the report folder atomically. ``source["settings"]`` keeps the settings asked
+    for (what decides whether an evaluation is current); the report's ``settings`` are those used."""
     say = Progress("evaluate", quiet)
     with output_folder(out, overwrite) as tmp:
-        fs, title, source, extra_terms, extra_assumptions = make(say)
-        report = assemble(fs, settings, progress=say)
+        fs, title, source, extra_terms, extra_assumptions, design = make(say)
+        report = assemble(fs, replace(settings, **design), progress=say)
         report.terms.extend(extra_terms)
         report.assumptions.extend(extra_assumptions)
         say("writing the report")
@@ -63,7 +66,7 @@ def _evaluate(out, settings: BoundSettings, overwrite: bool, quiet: bool, make) 
 def evaluate_features(fs: FeatureSet, out: str | Path, settings: BoundSettings, *, overwrite: bool = False,
                       title: str = "Bound report", source: dict | None = None, quiet: bool = False) -> BoundReport:
     """Assemble the bounds of ``fs`` and write the report folder ``out`` (claimed for the whole run, atomic)."""
-    return _evaluate(out, settings, overwrite, quiet, lambda say: (fs, title, source, (), ()))
+    return _evaluate(out, settings, overwrite, quiet, lambda say: (fs, title, source, (), (), {}))
 
 
 def evaluate_bundle(path, out, settings: BoundSettings, *, overwrite=False, quiet=False) -> BoundReport:
@@ -73,7 +76,7 @@ def evaluate_bundle(path, out, settings: BoundSettings, *, overwrite=False, quie
             extra.append("the user asserted --posterior true: the teacher head's softmax is taken as the true "
                          "posterior")
         return (feature_set_from_bundle(load_bundle(path)), f"Bound report for {Path(path).name}",
-                {"bundle": str(Path(path).resolve()), "bundle_sha256": file_sha256(path)}, (), extra)
+                {"bundle": str(Path(path).resolve()), "bundle_sha256": file_sha256(path)}, (), extra, {})
 
     return _evaluate(out, settings, overwrite, quiet, make)
 
@@ -105,9 +108,15 @@ def evaluate_checkpoints(teacher, student, out, settings: BoundSettings, *, spli
         info = cf.info
         title = (f"Bound report: {info['method']} student ({info['student_modality']}) taught by "
                  f"{info['teacher_modality']}, {info['dataset']}, seed {info['seed']}")
+        split_note = (f"the student's items are its {split} split of {info['dataset']}"
+                      + (" (splits given in the data file: taken as i.i.d. draws, the user's assumption)"
+                         if info["splits_given"] else " (class-stratified, drawn from the split seed)")
+                      + ("; its best epoch was chosen by accuracy on this split" if split == "val" else
+                         "; neither model saw it in training or selection"))
         return (cf.features, title, info, _vc_terms(info, cf.features, settings.eta, settings.loss_clip),
-                ["VC terms (Bartlett et al. 2019, Theorem 7) are shown for comparison only; they are not part of any "
-                 "bound above"])
+                [split_note, "VC terms (Bartlett et al. 2019, Theorem 7) are shown for comparison only; they are not "
+                 "part of any bound above"],
+                {"sampling": info["sampling"], "selected_among": info["selected_among"]})
 
     return _evaluate(out, settings, overwrite, quiet, make)
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from cmkd_bounds.app.tables import csv_text, fmt, markdown
 from cmkd_bounds.atomic import write_bytes, write_text
-from cmkd_bounds.kinds import CERTIFIED
+from cmkd_bounds.kinds import CERTIFIED, KIND_MEANINGS
 from cmkd_bounds.theorem import BoundReport
 
 FILES = ("bound.json", "terms.csv", "report.md", "bound_gap.png", "gap_waterfall.png", "rates.png", "lipschitz.png")
@@ -78,10 +78,8 @@ def report_md(report: BoundReport, title: str = "Bound report") -> str:
         head.append({"quantity": f"{key} ({e['form']})", "value": e["value"], "kind": e["kind"],
                      "bounds": e["bounds"] or "not a bound"})
     lines += ["## Headline", "", markdown(head, ["quantity", "value", "kind", "bounds"]),
-              "Kinds: *certified* holds for the population with probability at least "
-              f"{1 - s.eta:.2f} under the assumptions below; *plug-in* is the population bound evaluated on the "
-              "samples (it bounds the empirical risk exactly and estimates the population bound); *estimated* can "
-              "fall on either side; *lower* lies below the truth.", ""]
+              "Kinds: " + "; ".join(f"*{k}* {v}" for k, v in KIND_MEANINGS.items()).replace(
+                  "1 - eta", f"{1 - s.eta:.2f}") + ".", ""]
     rows = [{"bound": k, "value": b.value, "kind": b.kind, "bounds": b.target or "not a bound",
              "gap": d["gap"][k]["absolute"], "relative gap": d["gap"][k]["relative"]} for k, b in report.bounds.items()]
     lines += ["## Every bound", "", "Gap = bound - observed (the clipped risk for clipped targets, the 0-1 error for "
