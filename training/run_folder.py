@@ -64,6 +64,15 @@ class RunFolder:
                 k, (old, new) = next(iter(diff.items()))
                 raise ValueError(f"{p} holds a run with another configuration ({k}: {old!r} there, {new!r} now); "
                                  "rerun with the same options to continue it, or pass --overwrite / another --out")
+        if self.finished and saved is not None and not has_epoch:  # results kept without the resume state
+            if self._epochs_done() != cfg.epochs:
+                raise ValueError(f"{p} holds a finished run of {self._epochs_done()} epochs without its resume state "
+                                 f"(state.pt), so it cannot continue to {cfg.epochs}: pass --overwrite or choose "
+                                 "another --out")
+            if not cfg.resume:
+                raise FileExistsError(f"run folder {p} holds a run and --no-resume was given: pass --overwrite or "
+                                      "choose another --out")
+            return "done"
         if not has_epoch:
             print(f"cmkd-bounds: {p} holds a run that never finished an epoch; starting it afresh", file=sys.stderr)
             self.clear()
