@@ -14,7 +14,7 @@ The marginal form transports the teacher's expected loss ``f(z) = phi(W z + b)``
   is quadratic in ``log p_i``; on a face of the simplex, recurse), and among those one class against
   ``C - 1`` equal ones is the largest, so
   ``V_max(C) = max_t (log(C - 1) + t)^2 / (4 cosh^2(t / 2))`` (:func:`varentropy_max`, computed
-  as a certified enclosure on a grid; closed-form bound ``sqrt(V_max) <= log(C-1)/2 + 0.6627``).
+  as a certified enclosure on a grid; closed-form bound ``sqrt(V_max) <= log(C-1)/2 + 0.66275``, the constant rounded up).
 - **sharp** (estimated): numerically the maximiser of ``||v||`` itself is one class against ``C - 1``
   equal ones, ``K2 = sqrt(C/(C-1)) max_e e (1-e) |log((C-1)(1-e)/e)|`` and
   ``K1 = 2 max_e e (1-e) |log((C-1)(1-e)/e)|``; that two values suffice is not proved, so these are

@@ -37,7 +37,7 @@ def test_constants_match_the_review_values():
     assert entropy_gradient_sharp(2) == pytest.approx(0.3166, abs=1e-4)
     assert entropy_gradient_sharp(1000) == pytest.approx(1.7628, abs=1e-4)
     assert entropy_gradient_proved(10) == pytest.approx(1.0145, abs=2e-4)
-    for C in (2, 3, 10, 100, 1000):  # the closed-form bound sqrt(V_max) <= log(C-1)/2 + 0.6627
+    for C in (2, 3, 10, 100, 1000):  # the closed-form bound sqrt(V_max) <= log(C-1)/2 + 0.66275
         assert math.sqrt(varentropy_max(C)) <= (math.log(C - 1) / 2 + 0.662744) * (1 + 1e-3)
         assert entropy_gradient_proved(C) < 2 * math.log(C)
 
