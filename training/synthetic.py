@@ -168,7 +168,20 @@ class SyntheticWorld:
 
 
 # ----------------------------------------------------------------------------- feature-level worlds
-WORLD_KINDS = ("gaussian", "heavy_tails", "far_mode", "constant_teacher", "flat_teacher", "tiny_n", "many_classes")
+WORLD_FAMILIES = ("gaussian", "heavy_tails", "far_mode", "constant_teacher", "flat_teacher", "tiny_n", "many_classes",
+                  "rare_mode", "stratified", "selection")
+SELECTION_CANDIDATES = 10  # the "selection" family chooses its student head among this many on the evaluation items
+
+
+@dataclass(frozen=True)
+class Case:
+    """One draw of a :class:`FeatureWorld`: the features, the held-out design the bounds must be told, and the
+    population truths of the student head evaluated (risk, clipped risk, 0-1 error, ``E_{P_S} f`` and the
+    population transport ``E_{P_S} f - E_{P_T} f`` of the teacher's expected loss ``f``)."""
+
+    features: object  # a cmkd_bounds.features.FeatureSet
+    design: dict
+    truth: dict
 
 
 @dataclass
@@ -179,12 +192,20 @@ class FeatureWorld:
     posterior ``D_T(y|z)``, whatever the marginal. Student features ``z ~ P_S`` (``P_T`` moved by a
     shift and a scale) and labels ``y ~ softmax(W_* z + b_*)`` with ``W_*`` the teacher head plus a
     perturbation (a different conditional, so ``kappa != 1``). The student head under evaluation is
-    ``W_*`` plus noise. Marginals (``kind``): a Gaussian mixture, multivariate t with 2.5 degrees of
-    freedom (heavy tails), a mixture with 2 % of the mass 30 units away (a rare far mode); teachers:
-    generic, constant (``W_T = 0``) or nearly flat; sample sizes from tiny to moderate; up to 60 classes.
+    ``W_*`` plus noise. Families (``family``): marginals a Gaussian mixture, multivariate t with 2.5
+    degrees of freedom (heavy tails), a mixture with 2 % of the mass 30 units away (a rare far mode);
+    teachers generic, constant (``W_T = 0``) or nearly flat; sample sizes from tiny to moderate; up to
+    60 classes; and three worlds of issue 18:
+
+    - ``rare_mode``: five classes, almost every item where the teacher is sure, a student mode of mass 0.1
+      where every class is equally likely, ``n = m = 20`` (sample transports undershoot the population's);
+    - ``stratified``: the student's items drawn class by class, equally many per class present (the
+      design of the shipped splits); the truth is the risk at those class frequencies;
+    - ``selection``: the student head is the best of :data:`SELECTION_CANDIDATES` heads by its error on the
+      evaluation items themselves; the truth is the chosen head's.
     """
 
-    kind: str = "gaussian"
+    family: str = "gaussian"
     seed: int = 0
     num_classes: int = field(init=False)
     dim: int = field(init=False)
@@ -192,59 +213,118 @@ class FeatureWorld:
     params: dict = field(init=False, repr=False)
 
     def __post_init__(self):
-        if self.kind not in WORLD_KINDS:
-            raise DatasetError(f"unknown world kind {self.kind!r}; known: {', '.join(WORLD_KINDS)}")
+        if self.family not in WORLD_FAMILIES:
+            raise DatasetError(f"unknown world family {self.family!r}; known: {', '.join(WORLD_FAMILIES)}")
         rng = np.random.default_rng([self.seed, 5])
-        C = int(rng.integers(20, 61)) if self.kind == "many_classes" else int(rng.integers(2, 8))
+        if self.family == "rare_mode":
+            C, d = 5, 2
+            mu = 3.0 * np.c_[np.cos(2 * np.pi * np.arange(C) / C), np.sin(2 * np.pi * np.arange(C) / C)]
+            self.num_classes, self.dim, self.n = C, d, 20
+            WT = 1.5 * mu
+            self.params = dict(WT=WT, bT=np.zeros(C), Wstar=WT, bstar=np.zeros(C), centre=mu[0],
+                               WS=WT + rng.normal(size=(C, d)) * 0.3, bS=np.zeros(C))
+            return
+        C = int(rng.integers(20, 61)) if self.family == "many_classes" else int(rng.integers(2, 8))
         d = int(rng.integers(1, 9))
         self.num_classes, self.dim = C, d
-        self.n = int(rng.integers(5, 21)) if self.kind == "tiny_n" else int(rng.integers(40, 501))
-        scale = {"constant_teacher": 0.0, "flat_teacher": 0.01}.get(self.kind, float(rng.uniform(0.5, 3.0)))
+        self.n = int(rng.integers(5, 21)) if self.family == "tiny_n" else int(rng.integers(40, 501))
+        scale = {"constant_teacher": 0.0, "flat_teacher": 0.01}.get(self.family, float(rng.uniform(0.5, 3.0)))
         WT, bT = rng.normal(size=(C, d)) * scale, rng.normal(size=C) * (scale > 0)
         Wstar = WT + rng.normal(size=(C, d)) * rng.uniform(0, 1.0)
         bstar = bT + rng.normal(size=C) * rng.uniform(0, 1.0)
+        noise = rng.uniform(0, 1.0)
         self.params = dict(WT=WT, bT=bT, Wstar=Wstar, bstar=bstar, means=rng.normal(size=(3, d)) * 2,
                            shift=rng.normal(size=d) * rng.uniform(0, 2), stretch=float(rng.uniform(0.7, 1.5)),
-                           WS=Wstar + rng.normal(size=(C, d)) * rng.uniform(0, 1.0), bS=bstar.copy(),
-                           far=np.eye(d)[0] * 30.0)
+                           WS=Wstar + rng.normal(size=(C, d)) * noise, bS=bstar.copy(), far=np.eye(d)[0] * 30.0)
+        if self.family == "selection":
+            self.params["candidates"] = [Wstar + rng.normal(size=(C, d)) * noise
+                                         for _ in range(SELECTION_CANDIDATES)]
 
-    def _marginal(self, n: int, rng: np.random.Generator) -> np.ndarray:
+    def _marginal(self, role: str, n: int, rng: np.random.Generator) -> np.ndarray:
         p = self.params
+        if self.family == "rare_mode":
+            z = p["centre"] + 0.01 * rng.normal(size=(n, self.dim))
+            if role == "student":
+                r = rng.random(n) < 0.1
+                z[r] = 0.01 * rng.normal(size=(int(r.sum()), self.dim))
+            return z
         z = p["means"][rng.integers(0, 3, n)] + rng.normal(size=(n, self.dim))
-        if self.kind == "heavy_tails":
+        if self.family == "heavy_tails":
             z = p["means"][rng.integers(0, 3, n)] + rng.standard_t(2.5, size=(n, self.dim))
-        if self.kind == "far_mode":
+        if self.family == "far_mode":
             z = z + (rng.random(n) < 0.02)[:, None] * p["far"]
+        if role == "student":
+            z = z * p["stretch"] + p["shift"]
         return z
 
     def sample(self, role: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` draws ``(z, y)`` of ``role`` (``"teacher"`` or ``"student"``)."""
+        """``n`` i.i.d. draws ``(z, y)`` of ``role`` (``"teacher"`` or ``"student"``)."""
         p = self.params
-        z = self._marginal(n, rng)
-        if role == "student":
-            z = z * p["stretch"] + p["shift"]
-            W, b = p["Wstar"], p["bstar"]
-        else:
-            W, b = p["WT"], p["bT"]
+        z = self._marginal(role, n, rng)
+        W, b = (p["Wstar"], p["bstar"]) if role == "student" else (p["WT"], p["bT"])
         s = z @ W.T + b
         prob = np.exp(s - s.max(1, keepdims=True))
         prob /= prob.sum(1, keepdims=True)
         y = (prob.cumsum(1) > rng.random((n, 1))).argmax(1)
         return z, y
 
-    def feature_set(self, rng: np.random.Generator):
+    def _stratified_student(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Equally many student items of every class the pool holds, drawn without replacement from an i.i.d.
+        pool: given the labels, each item is an independent draw from its class's law."""
+        z, y = self.sample("student", 40 * self.n, rng)
+        per = max(2, self.n // self.num_classes)
+        present = [c for c in range(self.num_classes) if (y == c).sum() >= per]
+        idx = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per] for c in present])
+        return z[idx], y[idx]
+
+    def case(self, rng: np.random.Generator) -> Case:
+        """One draw: features, the held-out design, and the truths for the head evaluated."""
         from cmkd_bounds.features import FeatureSet
 
         p = self.params
         zT, yT = self.sample("teacher", self.n, rng)
-        zS, yS = self.sample("student", self.n, rng)
-        return FeatureSet(zT, yT, zS, yS, p["WT"], p["bT"], p["WS"], p["bS"])
+        if self.family == "stratified":
+            zS, yS = self._stratified_student(rng)
+        else:
+            zS, yS = self.sample("student", self.n, rng)
+        WS, design = p["WS"], {}
+        if self.family == "selection":  # the head with the fewest errors on these very items is evaluated on them
+            errors = [int(((zS @ W.T + p["bS"]).argmax(1) != yS).sum()) for W in p["candidates"]]
+            WS, design = p["candidates"][int(np.argmin(errors))], {"selected_among": SELECTION_CANDIDATES}
+        if self.family == "stratified":
+            design = {"sampling": "stratified"}
+        weights = np.bincount(yS, minlength=self.num_classes) / len(yS) if self.family == "stratified" else None
+        fs = FeatureSet(zT, yT, zS, yS, p["WT"], p["bT"], WS, p["bS"])
+        return Case(fs, design, self.truth(5.0, head=(WS, p["bS"]), class_weights=weights))
 
-    def truth(self, loss_clip: float, n: int = 200_000, seed: int = 99) -> dict:
-        """The evaluated student head's population risk, clipped risk and 0-1 error (Monte Carlo)."""
-        z, y = self.sample("student", n, np.random.default_rng(seed))
-        s = z @ self.params["WS"].T + self.params["bS"]
-        m = s.max(1, keepdims=True)
-        loss = (m[:, 0] + np.log(np.exp(s - m).sum(1))) - s[np.arange(n), y]
-        return {"risk": float(loss.mean()), "risk_clipped": float(np.minimum(loss, loss_clip).mean()),
-                "error01": float((s.argmax(1) != y).mean())}
+    def feature_set(self, rng: np.random.Generator):
+        return self.case(rng).features
+
+    def truth(self, loss_clip: float, n: int = 200_000, seed: int = 99, head=None, class_weights=None) -> dict:
+        """The student head's population risk, clipped risk and 0-1 error, the teacher's expected loss
+        ``E_{P_S} f`` at the student's features and the population transport ``E_{P_S} f - E_{P_T} f`` (Monte
+        Carlo). With ``class_weights``, the risks are ``sum_y w_y R_y`` (the stratified design's target)."""
+        from scipy.special import log_softmax
+
+        W, b = head if head is not None else (self.params["WS"], self.params["bS"])
+        rng = np.random.default_rng(seed)
+        z, y = self.sample("student", n, rng)
+        zT, _ = self.sample("teacher", n, rng)
+        s = z @ W.T + b
+        loss = -log_softmax(s, axis=1)[np.arange(n), y]
+        err = (s.argmax(1) != y).astype(float)
+        clipped = np.minimum(loss, loss_clip)
+
+        def f(zz):
+            lp = log_softmax(zz @ self.params["WT"].T + self.params["bT"], axis=1)
+            return -(np.exp(lp) * lp).sum(1)
+
+        fS, fT = f(z), f(zT)
+        if class_weights is None:
+            risks = (loss.mean(), clipped.mean(), err.mean())
+        else:
+            per = [[v[y == c].mean() if (y == c).any() else 0.0 for c in range(self.num_classes)]
+                   for v in (loss, clipped, err)]
+            risks = tuple(float(np.dot(class_weights, r)) for r in per)
+        return {"risk": float(risks[0]), "risk_clipped": float(risks[1]), "error01": float(risks[2]),
+                "student_term": float(fS.mean()), "transport": float(fS.mean() - fT.mean())}
