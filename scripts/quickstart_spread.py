@@ -30,7 +30,7 @@ def flat(summary: dict) -> dict:
         out.update({f"{m} test acc": summary[f"{m}_test_acc"], f"{m} observed CE": b["observed_risk"],
                     f"{m} asymptotic (sharpest)": b["bound_asymptotic"]["value"],
                     f"{m} certified": b["bound_certified"]["value"],
-                    f"{m} held-out kl": b["held_out_certificate"]["value"],
+                    f"{m} held-out betting": b["held_out_certificate"]["value"],
                     f"{m} 0-1 error certified": b["error01_certificate"]["value"]})
     return out
 

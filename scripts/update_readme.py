@@ -47,7 +47,7 @@ def blocks() -> dict:
         out["study"] = body("\n## ".join(keep))
     if (r / "theory" / "coverage.md").exists():
         md = (r / "theory" / "coverage.md").read_text()
-        out["coverage"] = section(md, "Written by") + "\n\n" + section(md, "| bound")
+        out["coverage"] = section(md, "Written by") + "\n\n" + section(md, "| value")
     parts = []
     for name in ("w1.md", "paper_scale.md", "bilevel.md", "startup.md"):
         f = r / "benchmarks" / name
