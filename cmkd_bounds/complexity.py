@@ -45,7 +45,8 @@ def vc_uniform_term(vc: float, n: int, eta: float, loss_range: float, name: str 
     """``B (sqrt(2 d log(e n/d) / n) + sqrt(log(1/eta) / (2 n)))``, capped at ``B`` (vacuous)."""
     check_sample(n, eta)
     if vc >= n:
-        return Term(name, loss_range, ESTIMATED, f"vacuous: VC bound {vc:.3g} >= n = {n}", {"vc": vc, "n": n})
+        return Term(name=name, value=loss_range, kind=ESTIMATED, note=f"vacuous: VC bound {vc:.3g} >= n = {n}",
+                    diagnostics={"vc": vc, "n": n})
     v = loss_range * (math.sqrt(2 * vc * math.log(math.e * n / vc) / n) + math.sqrt(math.log(1 / eta) / (2 * n)))
-    return Term(name, min(v, loss_range), ESTIMATED, "VC uniform convergence (Mohri et al. Cor. 3.19)",
-                {"vc": vc, "n": n, "vacuous": v >= loss_range})
+    return Term(name=name, value=min(v, loss_range), kind=ESTIMATED, note="VC uniform convergence (Mohri et al. "
+                "Cor. 3.19)", diagnostics={"vc": vc, "n": n, "vacuous": v >= loss_range})

@@ -63,7 +63,7 @@ def proved(kind: str) -> bool:
     return kind in (CERTIFIED, SAMPLE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Term:
     """A named number with its kind, what it bounds (if it is a bound), its assumption and diagnostics."""
 

@@ -14,7 +14,8 @@ The marginal form transports the teacher's expected loss ``f(z) = phi(W z + b)``
   is quadratic in ``log p_i``; on a face of the simplex, recurse), and among those one class against
   ``C - 1`` equal ones is the largest, so
   ``V_max(C) = max_t (log(C - 1) + t)^2 / (4 cosh^2(t / 2))`` (:func:`varentropy_max`, computed
-  as a certified enclosure on a grid; closed-form bound ``sqrt(V_max) <= log(C-1)/2 + 0.66275``, the constant rounded up).
+  as a certified enclosure on a grid; closed-form bound ``sqrt(V_max) <= log(C-1)/2 + 0.66275``, the
+  constant rounded up).
 - **sharp** (estimated): numerically the maximiser of ``||v||`` itself is one class against ``C - 1``
   equal ones, ``K2 = sqrt(C/(C-1)) max_e e (1-e) |log((C-1)(1-e)/e)|`` and
   ``K1 = 2 max_e e (1-e) |log((C-1)(1-e)/e)|``; that two values suffice is not proved, so these are
@@ -53,6 +54,7 @@ from functools import cache
 
 import numpy as np
 
+from cmkd_bounds import names
 from cmkd_bounds.costs import as_tensor, get_cost
 from cmkd_bounds.kinds import CERTIFIED, LOWER, Term
 
@@ -130,10 +132,11 @@ def tau_feature(W, temperature: float = 1.0, cost="l2") -> Term:
     factor, logit_norm = c.head_factor(W)
     C = np.shape(W)[0]
     k = entropy_gradient_proved(C, logit_norm)
-    return Term("tau_feature", factor * k / temperature, c.lipschitz_kind,
-                c.reason or f"linear head: ||Pi W|| * K_{logit_norm[1]}(C) / T, K proved (sqrt of varentropy bound)",
-                {"head_factor": factor, "logit_norm": logit_norm, "K_proved": k, "temperature": temperature,
-                 "K_sharp": entropy_gradient_sharp(C, logit_norm), "two_log_C": 2 * math.log(C)})
+    return Term(name=names.TAU_FEATURE, value=factor * k / temperature, kind=c.lipschitz_kind,
+                note=c.reason or f"linear head: ||Pi W|| * K_{logit_norm[1]}(C) / T, K proved (sqrt of varentropy "
+                "bound)", diagnostics={"head_factor": factor, "logit_norm": logit_norm, "K_proved": k,
+                                       "temperature": temperature, "K_sharp": entropy_gradient_sharp(C, logit_norm),
+                                       "two_log_C": 2 * math.log(C)})
 
 
 def tau_logit(num_classes: int, temperature: float, metric: str) -> Term:
@@ -141,9 +144,10 @@ def tau_logit(num_classes: int, temperature: float, metric: str) -> Term:
     norm = {"l2": "l2", "osc": "l1"}[metric]
     k = entropy_gradient_proved(num_classes, norm)
     space = "centred-logit l2" if metric == "l2" else "oscillation"
-    return Term(f"tau_logit_{metric}", k / temperature, CERTIFIED,
-                f"K_{norm[1]}(C) / T with the proved K, for the {space} metric",
-                {"K_proved": k, "K_sharp": entropy_gradient_sharp(num_classes, norm), "temperature": temperature})
+    return Term(name={"l2": names.TAU_LOGIT_L2, "osc": names.TAU_LOGIT_OSC}[metric], value=k / temperature,
+                kind=CERTIFIED, note=f"K_{norm[1]}(C) / T with the proved K, for the {space} metric",
+                diagnostics={"K_proved": k, "K_sharp": entropy_gradient_sharp(num_classes, norm),
+                             "temperature": temperature})
 
 
 def tau_class_feature(W, loss_clip: float, cost="l2") -> Term:
@@ -151,13 +155,15 @@ def tau_class_feature(W, loss_clip: float, cost="l2") -> Term:
     c = get_cost(cost)
     factor, logit_norm = c.head_factor(W)
     g = (math.sqrt(2.0) if logit_norm == "l2" else 2.0) * (1 - math.exp(-loss_clip))
-    return Term("tau_class_feature", factor * g, c.lipschitz_kind,
-                c.reason or "linear head: ||Pi W|| * ||p - e_y|| bound below the clip", {"head_factor": factor})
+    return Term(name=names.TAU_CLASS_FEATURE, value=factor * g, kind=c.lipschitz_kind,
+                note=c.reason or "linear head: ||Pi W|| * ||p - e_y|| bound below the clip",
+                diagnostics={"head_factor": factor})
 
 
 def tau_class_margin(loss_clip: float) -> Term:
     """``1 - e^-c``: Lipschitz constant of the clipped CE for the sup norm of the margins ``s_j - s_y``."""
-    return Term("tau_class_margin", 1 - math.exp(-loss_clip), CERTIFIED, "clipped CE in the margin metric")
+    return Term(name=names.TAU_CLASS_MARGIN, value=1 - math.exp(-loss_clip), kind=CERTIFIED,
+                note="clipped CE in the margin metric")
 
 
 def tau_upper_mlp(weights: list, logit_grad_bound: float, activation_lipschitz: float = 1.0, cost="l2") -> Term:
@@ -167,7 +173,8 @@ def tau_upper_mlp(weights: list, logit_grad_bound: float, activation_lipschitz: 
     c = get_cost(cost)
     norms = [c.operator_norm(W) for W in weights]
     value = logit_grad_bound * activation_lipschitz ** (len(weights) - 1) * math.prod(norms)
-    return Term("tau_upper", value, c.lipschitz_kind, c.reason or "product of layer norms", {"layer_norms": norms})
+    return Term(name="tau_upper", value=value, kind=c.lipschitz_kind, note=c.reason or "product of layer norms",
+                diagnostics={"layer_norms": norms})
 
 
 def tau_lower(f: Callable, z, cost="l2", ascent_steps: int = 25, step: float = 0.05, n_start: int = 256,
@@ -203,8 +210,9 @@ def tau_lower(f: Callable, z, cost="l2", ascent_steps: int = 25, step: float = 0
         ok = d > 0
         slopes = (f(z[i][ok]) - f(z[j][ok])).abs() / d[ok]
     best_slope = float(slopes.max()) if ok.any() else 0.0
-    return Term("tau_lower", max(best_grad, best_slope), LOWER, "max gradient norm (data, ascent) and pair slopes",
-                {"max_grad_data_or_ascent": best_grad, "max_pair_slope": best_slope})
+    return Term(name=names.TAU_LOWER, value=max(best_grad, best_slope), kind=LOWER,
+                note="max gradient norm (data, ascent) and pair slopes",
+                diagnostics={"max_grad_data_or_ascent": best_grad, "max_pair_slope": best_slope})
 
 
 def entropy_gradient_ascent(num_classes: int, norm: str = "l2", starts: int = 64, steps: int = 400,

@@ -40,10 +40,10 @@ import numpy as np
 from cmkd_bounds.concentration import mcdiarmid
 from cmkd_bounds.costs import get_cost
 from cmkd_bounds.kinds import ESTIMATED, Term
-from cmkd_bounds.wasserstein import check_cloud, wasserstein1
+from cmkd_bounds.wasserstein import DEFAULT_WIDTH, check_cloud, wasserstein1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RateCurve:
     """``W1`` between independent subsamples of size ``n``; fit ``log W1 = log c + slope log n``.
 
@@ -70,18 +70,20 @@ def _fit(logn, logw):
     return coef[1], coef[0]
 
 
-def _w1_value(p, q, cost) -> float:
-    return wasserstein1(p, q, cost=cost, method="auto").value
+def _w1_value(p, q, cost, method="auto", width=DEFAULT_WIDTH) -> float:
+    return wasserstein1(p, q, cost=cost, method=method, width=width).value
 
 
 def rate_curve(x, sizes=None, repeats: int = 10, cost="l2", seed: int = 0, n_boot: int = 500,
-               y=None, n_jobs: int = 1) -> RateCurve:
+               y=None, n_jobs: int = 1, method: str = "auto", width: float = DEFAULT_WIDTH) -> RateCurve:
     """``W1`` between two disjoint random subsamples of ``x`` of each size in ``sizes``.
 
     With ``y`` given, the two subsamples are drawn one from ``x`` and one from ``y`` (their
     distance then tends to ``W1(P_x, P_y) > 0``, so the fit is only meaningful for ``y = None``).
     ``sizes`` defaults to 8 sizes geometrically spaced from 25 to ``len(x) // 2``. ``n_jobs > 1``
-    spreads the (single-threaded) network-simplex solves over processes (joblib).
+    spreads the (single-threaded) network-simplex solves over processes (joblib). ``method`` and
+    ``width`` choose the W1 solver as in :func:`cmkd_bounds.wasserstein.wasserstein1` (the bracket's
+    upper end is used).
     """
     x = check_cloud(x).numpy()
     N = x.shape[0]
@@ -103,11 +105,11 @@ def rate_curve(x, sizes=None, repeats: int = 10, cost="l2", seed: int = 0, n_boo
             else:
                 jobs.append((x[rng.choice(N, n, replace=False)], np.asarray(y)[rng.choice(len(y), n, replace=False)]))
     if n_jobs == 1:
-        flat = [_w1_value(p, q, cost) for p, q in jobs]
+        flat = [_w1_value(p, q, cost, method, width) for p, q in jobs]
     else:
         from joblib import Parallel, delayed
 
-        flat = Parallel(n_jobs=n_jobs)(delayed(_w1_value)(p, q, cost) for p, q in jobs)
+        flat = Parallel(n_jobs=n_jobs)(delayed(_w1_value)(p, q, cost, method, width) for p, q in jobs)
     vals = np.asarray(flat, float).reshape(len(sizes), repeats)
     logn, logw = np.log(sizes), np.log(np.maximum(vals.mean(1), 1e-300))
     slope, intercept = _fit(logn, logw)
@@ -121,8 +123,10 @@ def rate_curve(x, sizes=None, repeats: int = 10, cost="l2", seed: int = 0, n_boo
     lo, hi = np.percentile(boot_slopes, [2.5, 97.5])
     band = np.percentile(np.array(boot_curves), [2.5, 97.5], axis=0)
     d_eff = -1.0 / slope if slope < 0 else math.inf
-    return RateCurve(sizes, vals, float(slope), float(intercept), (float(lo), float(hi)), band, float(d_eff),
-                     {"repeats": repeats, "n_boot": n_boot, "cost": get_cost(cost).name})
+    return RateCurve(sizes=sizes, values=vals, slope=float(slope), intercept=float(intercept),
+                     slope_ci=(float(lo), float(hi)), band=band, effective_dimension=float(d_eff),
+                     diagnostics={"repeats": repeats, "n_boot": n_boot, "cost": get_cost(cost).name, "method": method,
+                                  "width": width})
 
 
 def twonn_dimension(x, discard: float = 0.1) -> float:
@@ -183,8 +187,8 @@ def deviation_dyadic(x, eta: float, cost="l2", name: str = "deviation") -> Term:
     side, diam = support_box(x, cost)
     e = expected_w1_dyadic(n, d, side, cost)
     t = mcdiarmid(diam, n, eta)
-    return Term(name, e + t, ESTIMATED,
-                f"dyadic bound in dimension {d}; assumes the population lies in the sample's bounding box "
+    return Term(name=name, value=e + t, kind=ESTIMATED,
+                note=f"dyadic bound in dimension {d}; assumes the population lies in the sample's bounding box "
                 "(false almost surely)",
                 diagnostics={"expectation_bound": e, "mcdiarmid": t, "n": n, "dim": d, "diameter": diam})
 
@@ -193,5 +197,5 @@ def deviation_estimated(curve: RateCurve, n: int, diameter: float, eta: float, n
     """Estimated ``W1(P^_n, P)``: the fitted subsample curve at ``n`` plus McDiarmid."""
     e = float(curve.predict(n))
     t = mcdiarmid(diameter, n, eta)
-    return Term(name, e + t, ESTIMATED, note=f"fitted rate n^{curve.slope:.3f} (effective dimension "
+    return Term(name=name, value=e + t, kind=ESTIMATED, note=f"fitted rate n^{curve.slope:.3f} (effective dimension "
                 f"{curve.effective_dimension:.1f})", diagnostics={"fitted": e, "mcdiarmid": t, "n": n})

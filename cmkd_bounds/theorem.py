@@ -64,12 +64,16 @@ Clopper–Pearson limit on the 0-1 error (``error01_certificate``; betting is we
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from cmkd_bounds import concentration as cc
 from cmkd_bounds import label_kernel as lk
+from cmkd_bounds import names
+from cmkd_bounds.bound_report import ASIDE, END, START, BoundReport, GapStep, Observed
+from cmkd_bounds.complexity import vc_dimension_upper, vc_uniform_term
 from cmkd_bounds.costs import LINF, OSCILLATION, get_cost, truncated
 from cmkd_bounds.features import FeatureSet, entropy_of, logits
 from cmkd_bounds.kinds import (
@@ -110,7 +114,7 @@ OSC_BUDGET = 2 * 10**9  # n * m * C above which the oscillation transport is ski
 
 
 # ----------------------------------------------------------------------------- the sample, computed once
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Sample:
     """Arrays every form uses: features, labels, logits, losses and the teacher's ``f`` on both sides."""
 
@@ -177,12 +181,12 @@ def prepare(fs: FeatureSet, s: BoundSettings) -> Sample:
     sT, tS = logits(zT, WT, bT), logits(zS, WT, bT)
     sS = logits(zS, fs.student_W, fs.student_b)
     T, tinfo = _temperature(fs, sT, yT, s.posterior)
-    return Sample(zT, yT, zS, yS, WT, bT, sT, tS, sS, lk.cross_entropy(sS, yS), fs.num_classes, T, tinfo,
-                  entropy_of(sT, T), entropy_of(tS, T))
+    return Sample(zT=zT, yT=yT, zS=zS, yS=yS, WT=WT, bT=bT, sT=sT, tS=tS, sS=sS, lS=lk.cross_entropy(sS, yS),
+                  C=fs.num_classes, T=T, temperature=tinfo, fT=entropy_of(sT, T), fS=entropy_of(tS, T))
 
 
 # ----------------------------------------------------------------------------- transports
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Transport:
     """``L * W1_delta`` between the student's and the teacher's empirical measures, in one representation."""
 
@@ -212,22 +216,25 @@ def marginal_transports(d: Sample, s: BoundSettings) -> list[Transport]:
     """The paper's feature-space transport, its truncation, and the logit-space transports (truncated)."""
     cost, logC = get_cost(s.cost), math.log(d.C)
     tau = tau_feature(d.WT, d.T, cost)
-    out = [Transport("feature", tau, _w1(d.zS, d.zT, cost, s), None)]
+    out = [Transport(name=names.FEATURE, lipschitz=tau, w1=_w1(d.zS, d.zT, cost, s), truncated_at=None)]
     if tau.value > 0:
         at = logC / tau.value
-        out.append(Transport("feature_truncated", tau, _w1(d.zS, d.zT, truncated(cost, at), s), at))
+        out.append(Transport(name=names.FEATURE_TRUNCATED, lipschitz=tau, w1=_w1(d.zS, d.zT, truncated(cost, at), s),
+                             truncated_at=at))
     l2 = tau_logit(d.C, d.T, "l2")
     at = logC / l2.value
-    out.append(Transport("logit_l2", l2, _w1(_centred(d.tS), _centred(d.sT), truncated("l2", at), s), at))
+    out.append(Transport(name=names.LOGIT_L2, lipschitz=l2,
+                         w1=_w1(_centred(d.tS), _centred(d.sT), truncated("l2", at), s), truncated_at=at))
     if d.n * d.m * d.C <= OSC_BUDGET:
         osc = tau_logit(d.C, d.T, "osc")
         at = logC / osc.value
-        out.append(Transport("logit_osc", osc, _w1(d.tS, d.sT, truncated(OSCILLATION, at), s), at))
+        out.append(Transport(name=names.LOGIT_OSC, lipschitz=osc, w1=_w1(d.tS, d.sT, truncated(OSCILLATION, at), s),
+                             truncated_at=at))
     return out
 
 
 # ----------------------------------------------------------------------------- the marginal form
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MarginalForm:
     """Plug-in values of the marginal form; ``certifiable`` uses only certified transports."""
 
@@ -251,22 +258,25 @@ def marginal_form(d: Sample, s: BoundSettings, lS_c: np.ndarray) -> MarginalForm
     la, la_c = float(d.lS.mean()) - ES, float(lS_c.mean()) - ES
     trs = marginal_transports(d, s)
     feat = trs[0]
-    paper = Term("asymptotic_feature", ET + feat.value + la, weakest(PLUG_IN, feat.kind),
-                 "the paper's Theorem 2.6 on the empirical measures: E^_T f + tau W1 (feature space) + LA^",
-                 {"teacher_term": ET, "feature_alignment": feat.value, "label_alignment": la}, EMPIRICAL_RISK)
+    paper = Term(name=names.ASYMPTOTIC_FEATURE, value=ET + feat.value + la, kind=weakest(PLUG_IN, feat.kind),
+                 note="the paper's Theorem 2.6 on the empirical measures: E^_T f + tau W1 (feature space) + LA^",
+                 diagnostics={"teacher_term": ET, "feature_alignment": feat.value, "label_alignment": la},
+                 target=EMPIRICAL_RISK)
     best = min(trs, key=lambda t: t.value)
-    sharp = Term("asymptotic_sharpest", la + _capped(d, best.value), weakest(PLUG_IN, best.kind),
-                 f"LA^ + min(log C, E^_T f + L W1), transport {best.name}",
-                 {"transport": best.name, "teacher_term": ET, "transport_value": best.value, "label_alignment": la,
-                  "cap_binds": ET + best.value > math.log(d.C)}, EMPIRICAL_RISK)
+    sharp = Term(name=names.ASYMPTOTIC_SHARPEST, value=la + _capped(d, best.value), kind=weakest(PLUG_IN, best.kind),
+                 note=f"LA^ + min(log C, E^_T f + L W1), transport {best.name}",
+                 diagnostics={"transport": best.name, "teacher_term": ET, "transport_value": best.value,
+                              "label_alignment": la, "cap_binds": ET + best.value > math.log(d.C)},
+                 target=EMPIRICAL_RISK)
     cert = [t for t in trs if proved(t.kind)]
     cbest = min(cert, key=lambda t: t.value) if cert else None
-    return MarginalForm(ET, ES, la, la_c, trs, paper, sharp,
-                        la_c + _capped(d, cbest.value) if cbest else None, cbest.name if cbest else None)
+    return MarginalForm(teacher_term=ET, student_term=ES, la=la, la_clipped=la_c, transports=trs, paper=paper,
+                        sharpest=sharp, certifiable=la_c + _capped(d, cbest.value) if cbest else None,
+                        certifiable_transport=cbest.name if cbest else None)
 
 
 # ----------------------------------------------------------------------------- the class-conditional form
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ClassForm:
     delta: float  # E^_S[min(l_S, c) - g_y(z)]
     per_class: list[dict]
@@ -309,86 +319,259 @@ def class_form(d: Sample, s: BoundSettings, lS_c: np.ndarray) -> ClassForm:
                      **{f"w1_{t[0]}": t[3] for t in cand}, **{f"transport_{t[0]}": t[1] for t in cand},
                      "metric": best[0], "term": float(A_all[y]), "slack": float(A_all[y] - g_S[iS].mean())})
     kind = weakest(PLUG_IN, tau_m.kind)  # the margin metric is always available, so a certified choice exists
-    plug = Term("class_conditional", delta + float(pi @ A_all), kind,
-                "Delta^ + sum_y pi^_S(y) min(c, R^_T^{y,c} + min_metric L_y W1_y) on the empirical measures",
-                {"delta": delta, "tau_class_feature": tau_f.value, "tau_class_margin": tau_m.value},
-                EMPIRICAL_CLIPPED_RISK)
-    return ClassForm(delta, rows, plug, delta + float(pi @ A_cert))
+    plug = Term(name=names.CLASS_CONDITIONAL, value=delta + float(pi @ A_all), kind=kind,
+                note="Delta^ + sum_y pi^_S(y) min(c, R^_T^{y,c} + min_metric L_y W1_y) on the empirical measures",
+                diagnostics={"delta": delta, "tau_class_feature": tau_f.value, "tau_class_margin": tau_m.value},
+                target=EMPIRICAL_CLIPPED_RISK)
+    return ClassForm(delta=delta, per_class=rows, plug_in=plug, certifiable=delta + float(pi @ A_cert))
 
 
-# ----------------------------------------------------------------------------- the report
-@dataclass
-class BoundReport:
-    """Everything :func:`assemble` computed; :meth:`to_dict` is the ``bound.json`` layout."""
+# ----------------------------------------------------------------------------- the assembly
+@dataclass(kw_only=True)
+class Assembly:
+    """What the builders share and extend: the inputs, and every form, term, headline and assumption so far."""
 
+    fs: FeatureSet
     settings: BoundSettings
-    observed: dict
-    terms: list[Term]
-    bounds: dict[str, Term]
-    headline: dict[str, str]  # bound_asymptotic / bound_certified / ... -> the name in `bounds`
-    assumptions: list[str]
-    chains: dict[str, list[dict]]
-    summary: str
-    transports: list[Transport] = field(default_factory=list)
-    rate_curves: dict[str, RateCurve] = field(default_factory=dict)
-    per_class: list[dict] = field(default_factory=list)
-    temperature: dict = field(default_factory=dict)
+    sample: Sample
+    clipped: np.ndarray  # min(l_S, c) per student item
+    observed: Observed
+    say: Callable[[str], None]
+    structures: dict | None = None
+    notes: tuple[str, ...] = ()
+    bounds: dict[str, Term] = field(default_factory=dict)
+    terms: list[Term] = field(default_factory=list)
+    headline: dict[str, str] = field(default_factory=dict)
+    assumptions: list[str] = field(default_factory=list)
+    marginal: MarginalForm | None = None
+    classes: ClassForm | None = None
+    held: float | None = None  # the headline held-out certificate of the clipped risk
+    curves: dict[str, RateCurve] = field(default_factory=dict)
+    tau_lower: Term | None = None
+    deviations: list[Term] = field(default_factory=list)
 
-    def term(self, name: str) -> Term:
-        for t in self.terms:
-            if t.name == name:
-                return t
-        raise KeyError(name)
-
-    def bound(self, headline: str) -> Term:
-        return self.bounds[self.headline[headline]]
-
-    def observed_for(self, b: Term) -> float:
-        """The observed value a bound is compared with: the clipped risk for clipped targets, else the risk."""
-        if b.target == POPULATION_ERROR01:
-            return self.observed["error01"]
-        return self.observed["risk_clipped" if b.target in (POPULATION_CLIPPED_RISK, EMPIRICAL_CLIPPED_RISK)
-                             else "risk"]
-
-    def gap(self, name: str) -> dict:
-        b = self.bounds[name]
-        o = self.observed_for(b)
-        return {"absolute": b.value - o, "relative": (b.value - o) / b.value if b.value > 0 else math.nan,
-                "observed": o}
-
-    def to_dict(self) -> dict:
-        def entry(key):
-            name = self.headline[key]
-            b = self.bounds[name]
-            return {"value": b.value, "form": name, "kind": b.kind, "bounds": b.target, "note": b.note}
-
-        return {
-            "observed_risk": self.observed["risk"],
-            "observed_risk_clipped": self.observed["risk_clipped"],
-            "observed_error01": self.observed["error01"],
-            **{k: entry(k) for k in self.headline},
-            "certified": self.bound("bound_certified").kind == CERTIFIED,
-            "gap": {k: self.gap(k) for k in self.bounds},
-            "bounds": {k: {"value": b.value, "kind": b.kind, "bounds": b.target, "note": b.note,
-                           "diagnostics": b.diagnostics} for k, b in self.bounds.items()},
-            "gap_explained": self.chains,
-            "summary": self.summary,
-            "terms": [t.as_dict() for t in self.terms],
-            "transports": [{"name": t.name, "lipschitz": t.lipschitz.value, "lipschitz_kind": t.lipschitz.kind,
-                            "w1": t.w1.value, "w1_method": t.w1.method, "w1_kind": t.w1.kind,
-                            "truncated_at": t.truncated_at, "value": t.value, "kind": t.kind,
-                            "w1_diagnostics": {k: v for k, v in t.w1.diagnostics.items()
-                                               if isinstance(v, (int, float, bool, str))}}
-                           for t in self.transports],
-            "observed": self.observed,
-            "per_class": self.per_class,
-            "temperature": self.temperature,
-            "settings": self.settings.as_dict(),
-            "assumptions": self.assumptions,
-        }
+    def add(self, *forms: Term) -> None:
+        for t in forms:
+            self.bounds[t.name] = t
 
 
-def _paper_style(d: Sample, s: BoundSettings, observed: dict) -> Term:
+def build_marginal(a: Assembly) -> None:
+    """The paper's Theorem 2.6 and its sharpest transport (plug-in); the headline asymptotic bound."""
+    a.say("W1 transports (marginal form)")
+    a.marginal = marginal_form(a.sample, a.settings, a.clipped)
+    a.add(a.marginal.paper, a.marginal.sharpest)
+    a.headline[names.BOUND_ASYMPTOTIC] = names.ASYMPTOTIC_SHARPEST
+
+
+def build_class_conditional(a: Assembly) -> None:
+    a.say("W1 per class (class-conditional form)")
+    a.classes = class_form(a.sample, a.settings, a.clipped)
+    a.add(a.classes.plug_in)
+
+
+def build_held_out(a: Assembly) -> None:
+    """Certificates on the student's own held-out items: betting (the headline route), kl, Hoeffding, Bernstein,
+    and Clopper-Pearson for the 0-1 error, every one at ``eta / selected_among``."""
+    d, s, o = a.sample, a.settings, a.observed
+    c, R_c, eta_s = s.loss_clip, o.risk_clipped, s.eta_student
+    strata = a.fs.strata if s.sampling == "stratified" else None
+    at = f" at eta / {s.selected_among} = {eta_s:.4g}" if s.selected_among > 1 else ""
+    a.held = bet = cc.betting_upper(a.clipped, eta_s, c, strata=strata, seed=s.seed)
+    a.add(
+        Term(name=names.HELD_OUT_BETTING, value=bet, kind=CERTIFIED,
+             note=f"betting (Waudby-Smith & Ramdas 2024) on min(l, {c}), {s.sampling} design{at}",
+             diagnostics={"deviation": bet - R_c, "eta": eta_s, "sampling": s.sampling},
+             target=POPULATION_CLIPPED_RISK),
+        Term(name=names.HELD_OUT_KL, value=cc.kl_upper(R_c, d.n, eta_s, c), kind=CERTIFIED,
+             note=f"Hoeffding's kl form on min(l, {c}) (values in [0, c]){at}", diagnostics={"eta": eta_s},
+             target=POPULATION_CLIPPED_RISK),
+        Term(name=names.HELD_OUT_HOEFFDING, value=R_c + cc.hoeffding(d.n, eta_s, c), kind=CERTIFIED,
+             note=f"Hoeffding on the clipped loss{at}", diagnostics={"eta": eta_s}, target=POPULATION_CLIPPED_RISK),
+        Term(name=names.HELD_OUT_BERNSTEIN, value=cc.empirical_bernstein(a.clipped, eta_s, c), kind=CERTIFIED,
+             note=f"empirical Bernstein (Maurer & Pontil 2009, Thm 4) on the clipped loss{at}",
+             diagnostics={"eta": eta_s}, target=POPULATION_CLIPPED_RISK),
+        Term(name=names.ERROR01_CLOPPER_PEARSON, value=cc.clopper_pearson(o.errors, d.n, eta_s), kind=CERTIFIED,
+             note=f"Clopper-Pearson upper limit from {o.errors} errors in {d.n}{at}", diagnostics={"eta": eta_s},
+             target=POPULATION_ERROR01),
+    )
+    a.headline[names.HELD_OUT_CERTIFICATE] = names.HELD_OUT_BETTING
+    a.headline[names.ERROR01_CERTIFICATE] = names.ERROR01_CLOPPER_PEARSON
+
+
+def build_transfer(a: Assembly) -> None:
+    """Certified transfer bounds: the held-out certificate plus each form's slack on the sample (one random event);
+    the headline is the smaller."""
+    mg, cf, bet, R_c = a.marginal, a.classes, a.held, a.observed.risk_clipped
+    if mg.certifiable is not None:
+        a.add(Term(name=names.CERTIFIED_MARGINAL, value=bet + max(0.0, mg.certifiable - R_c), kind=CERTIFIED,
+                   note="held_out_betting + max(0, LA^c + min(log C, E^_T f + L W1) - R^_S^c), transport "
+                        f"{mg.certifiable_transport}",
+                   diagnostics={"finite_sample": bet - R_c, "label_alignment_clipped": mg.la_clipped,
+                                "teacher_term": mg.teacher_term, "transport": mg.certifiable_transport,
+                                "slack": max(0.0, mg.certifiable - R_c)}, target=POPULATION_CLIPPED_RISK))
+    if cf.certifiable is not None:
+        a.add(Term(name=names.CERTIFIED_CLASS_CONDITIONAL, value=bet + max(0.0, cf.certifiable - R_c), kind=CERTIFIED,
+                   note="held_out_betting + max(0, Delta^ + sum_y pi^(y) A_y - R^_S^c) with proved metrics",
+                   diagnostics={"finite_sample": bet - R_c, "delta": cf.delta, "slack": max(0.0, cf.certifiable - R_c)},
+                   target=POPULATION_CLIPPED_RISK))
+    transfer = [k for k in names.CERTIFIED_TRANSFER if k in a.bounds]
+    a.headline[names.BOUND_CERTIFIED] = min(transfer, key=lambda k: a.bounds[k].value)
+
+
+def build_finite_sample(a: Assembly) -> None:
+    """The paper's Theorem 2.7 route (estimated): rate curves, the ascent's tau and the dyadic deviations."""
+    d, s = a.sample, a.settings
+    a.say("empirical W1 rate curves")
+    curves = {}
+    for role, z in (("student", d.zS), ("teacher", d.zT)):
+        sizes = _sizes(len(z), s.rate_sizes, s.rate_max_size)
+        if len(sizes) >= 2 and min(sizes) >= 2:
+            curves[role] = rate_curve(z, sizes=sizes, repeats=s.rate_repeats, cost=s.cost, seed=s.seed,
+                                      method=s.w1_method, width=s.w1_width)
+    a.curves = curves if len(curves) == 2 else {}
+    import torch
+
+    a.say("gradient ascent on tau")
+    a.tau_lower = tau_lower(entropy_fn(d.WT, d.bT, d.T), torch.as_tensor(np.concatenate([d.zT, d.zS])), s.cost,
+                            seed=s.seed)
+    paper, estimated, a.deviations = _fs_paper(d, s, a.marginal, a.curves, a.tau_lower.value)
+    a.add(paper, estimated)
+
+
+def build_paper_style(a: Assembly) -> None:
+    a.say("paper-style estimate")
+    a.add(_paper_style(a.sample, a.settings, a.observed))
+    a.headline[names.BOUND_PAPER_STYLE] = names.PAPER_STYLE
+
+
+def build_terms(a: Assembly) -> None:
+    """The parts of the bounds, for the tables."""
+    d, s, mg, cf = a.sample, a.settings, a.marginal, a.classes
+    eta_s, logC = s.eta_student, math.log(d.C)
+    strata = a.fs.strata if s.sampling == "stratified" else None
+    at = f" at eta / {s.selected_among} = {eta_s:.4g}" if s.selected_among > 1 else ""
+    paper_style = a.bounds[names.PAPER_STYLE]
+    a.terms += [
+        Term(name=names.TEACHER_TERM, value=mg.teacher_term, kind=PLUG_IN,
+             note="E^_T f: the teacher's expected loss under its posterior (its risk R_T when the posterior is the "
+                  "truth)", diagnostics={"teacher_test_ce": a.observed.teacher_risk}),
+        Term(name=names.STUDENT_TERM, value=mg.student_term, kind=PLUG_IN,
+             note="E^_S f: the teacher's expected loss at the student's features"),
+        Term(name=names.STUDENT_TERM_UPPER, value=cc.betting_upper(d.fS, eta_s, logC, strata=strata, seed=s.seed),
+             kind=CERTIFIED,
+             note=f"E_{{P_S}} f <= betting bound on f at the student's features (values in [0, log C]){at}: needs no "
+                  "student label (under the stratified design the labels only form the blocks)",
+             diagnostics={"hoeffding": mg.student_term + cc.hoeffding(d.n, eta_s, logC)}),
+        Term(name=names.LABEL_ALIGNMENT, value=mg.la, kind=PLUG_IN, note="LA^ = R^_S - E^_S f"),
+        Term(name=names.LABEL_ALIGNMENT_CLIPPED, value=mg.la_clipped, kind=PLUG_IN, note="LA^c = R^_S^c - E^_S f"),
+        *[Term(name=names.transport_term(t.name), value=t.value, kind=t.kind,
+               note=f"L W1 with L = {t.lipschitz.name} ({t.lipschitz.kind}), W1 by {t.w1.method}"
+                    + (f", cost truncated at {t.truncated_at:.4g}" if t.truncated_at else ""),
+               diagnostics={"lipschitz": t.lipschitz.value, "w1": t.w1.value}) for t in mg.transports],
+        *[t.lipschitz for t in mg.transports[:1]] + [t.lipschitz for t in mg.transports
+                                                      if t.name in (names.LOGIT_L2, names.LOGIT_OSC)],
+        a.tau_lower,
+        Term(name=names.CLASS_DELTA, value=cf.delta, kind=PLUG_IN,
+             note="Delta^ = E^_S[min(l_S, c) - min(l_T, c)] (the heads' disagreement)"),
+        *a.deviations,
+        Term(name=names.LABEL_ALIGNMENT_OFFICIAL, value=paper_style.diagnostics["la_official"], kind=ESTIMATED,
+             note="LA with kappa = softmax(h_T(z_S))_y (the official code's)"),
+        Term(name=names.LABEL_ALIGNMENT_RATIO,
+             value=lk.label_alignment(d.lS, lk.kappa_ratio(lk.softmax(d.tS / d.T), lk.softmax(d.sS), d.yS,
+                                                           s.kappa_cap), lk.cross_entropy(d.tS / d.T, d.yS)),
+             kind=ESTIMATED, note=f"LA with kappa = D^_T/D^_S (student head as D_S), capped at {s.kappa_cap}"),
+    ]
+
+
+def build_assumptions(a: Assembly) -> None:
+    d, s = a.sample, a.settings
+    eta_s, cost = s.eta_student, get_cost(s.cost)
+    a.assumptions += [
+        d.temperature["note"],
+        HELD_OUT_DESIGN[s.sampling],
+        "the student's held-out items played no part in training or choosing either model" if s.selected_among == 1
+        else f"the student was chosen among {s.selected_among} checkpoints by its accuracy on these very items: every "
+             f"certificate on them is computed at eta / {s.selected_among} = {eta_s:.4g} (a union bound over the fixed "
+             "candidates covers whichever was chosen)",
+        f"clipped loss min(l, {s.loss_clip}) in the certified and class-conditional bounds; eta = {s.eta}",
+        "every certified transfer bound is the held-out betting certificate plus a slack >= 0 on the same sample, so "
+        "it is never below that certificate; their minimum shares one random event (no union bound needed)",
+        f"each certificate holds with probability >= {1 - s.eta:g} on its own; any two of them hold together with "
+        f"probability >= {1 - 2 * s.eta:g} (union bound)",
+        "transports (L W1 between the two samples) are exact sample quantities (kind sample): they bound the "
+        "empirical transport, not the population one",
+    ]
+    if not cost.is_metric or cost.lipschitz_kind != CERTIFIED:
+        a.assumptions.append(f"feature cost {cost.name}: {cost.reason}; feature-space transports are NOT CERTIFIED "
+                             "(logit-space transports are unaffected)")
+    if any(t.w1.method == "bracket" for t in a.marginal.transports):
+        a.assumptions.append("some W1 by the certified Sinkhorn bracket (its upper end enters the bounds)")
+    if d.n * d.m * d.C > OSC_BUDGET:
+        a.assumptions.append(f"oscillation transport skipped: n*m*C = {d.n * d.m * d.C:.3g} above {OSC_BUDGET:.0e}")
+    a.assumptions += list(a.notes)
+
+
+def build_complexity(a: Assembly) -> None:
+    """VC uniform-convergence terms of both networks, for comparison only (when their structures are given)."""
+    if not a.structures:
+        return
+    for role, name, n in (("teacher", names.VC_TERM_TEACHER, a.sample.m), ("student", names.VC_TERM_STUDENT,
+                                                                          a.sample.n)):
+        st = a.structures[role]
+        a.terms.append(vc_uniform_term(vc_dimension_upper(st["params"], st["units_per_layer"]), n, a.settings.eta,
+                                       a.settings.loss_clip, name=name))
+    a.assumptions.append("VC terms (Bartlett et al. 2019, Theorem 7) are shown for comparison only; they are not part "
+                         "of any bound above")
+
+
+BUILDERS: tuple[Callable[[Assembly], None], ...] = (
+    build_marginal, build_class_conditional, build_held_out, build_transfer, build_finite_sample, build_paper_style,
+    build_terms, build_assumptions, build_complexity,
+)
+
+
+def _ordered(d: dict, order) -> dict:
+    """``d`` with the keys of ``order`` first, in that order, then any others as they came."""
+    return {**{k: d[k] for k in order if k in d}, **{k: v for k, v in d.items() if k not in order}}
+
+
+def assemble(fs: FeatureSet, settings: BoundSettings | None = None, progress=None, *, structures: dict | None = None,
+             notes=(), **kw) -> BoundReport:
+    """Every term and bound from features (module docstring); ``kw`` builds :class:`BoundSettings`.
+
+    ``progress``, when given, is called with the name of each long phase as it starts. ``structures``
+    (``{"teacher": {"params", "units_per_layer"}, "student": ...}``) adds the VC terms; ``notes`` are
+    assumptions the caller knows about the source (the split, the data).
+    """
+    s = settings or BoundSettings(**kw)
+    if settings is not None and kw:
+        raise TypeError("give either settings or keyword settings, not both")
+    say = progress or (lambda phase: None)
+    say("temperature and logits")
+    d = prepare(fs, s)
+    clipped = np.minimum(d.lS, s.loss_clip)
+    errors = int((d.sS.argmax(1) != d.yS).sum())
+    observed = Observed(
+        risk=float(d.lS.mean()), risk_clipped=float(clipped.mean()), error01=errors / d.n, errors=errors,
+        teacher_risk=float(lk.cross_entropy(d.sT, d.yT).mean()),
+        teacher_risk_calibrated=float(lk.cross_entropy(d.sT / d.T, d.yT).mean()),
+        teacher_error01=float((d.sT.argmax(1) != d.yT).mean()),
+        teacher_head_on_student_error01=float((d.tS.argmax(1) != d.yS).mean()), n_student=d.n, n_teacher=d.m)
+    a = Assembly(fs=fs, settings=s, sample=d, clipped=clipped, observed=observed, say=say, structures=structures,
+                 notes=tuple(notes))
+    for build in BUILDERS:
+        build(a)
+    report = BoundReport(settings=s, observed=observed, terms=a.terms, bounds=_ordered(a.bounds, names.FORMS),
+                         headline=_ordered(a.headline, names.HEADLINES), assumptions=a.assumptions,
+                         transports=a.marginal.transports, rate_curves=a.curves, per_class=a.classes.per_class,
+                         temperature=d.temperature)
+    report.chains = _chains(report, a.marginal, a.held)
+    report.summary = _summary(report, a.marginal)
+    return report
+
+
+# ----------------------------------------------------------------------------- the paper's estimates
+def _paper_style(d: Sample, s: BoundSettings, observed: Observed) -> Term:
     """The official code's logged quantities (not a bound): teacher CE + minibatch Sinkhorn FA + kappa-weighted LA."""
     cost = get_cost(s.cost)
     rng = np.random.default_rng([s.seed, 11])
@@ -400,235 +583,90 @@ def _paper_style(d: Sample, s: BoundSettings, observed: dict) -> Term:
     fa = float(np.mean(vals))
     kappa = lk.kappa_official(d.tS, d.yS)
     la = lk.label_alignment(d.lS, kappa, lk.cross_entropy(d.tS, d.yS))
-    rt = observed["teacher_risk"]
-    return Term("paper_style", rt + fa + la, ESTIMATED,
-                "NOT a bound: teacher test CE + minibatch Sinkhorn FA (reg 0.1, unit tau) + kappa-weighted LA, the "
-                "quantities the official code logs", {"teacher_test_ce": rt, "fa_sinkhorn": fa, "la_official": la,
-                                                      "batch": B, "batches": s.paper_batches, "reg": s.paper_reg})
+    rt = observed.teacher_risk
+    return Term(name=names.PAPER_STYLE, value=rt + fa + la, kind=ESTIMATED,
+                note="NOT a bound: teacher test CE + minibatch Sinkhorn FA (reg 0.1, unit tau) + kappa-weighted LA, "
+                     "the quantities the official code logs",
+                diagnostics={"teacher_test_ce": rt, "fa_sinkhorn": fa, "la_official": la, "batch": B,
+                             "batches": s.paper_batches, "reg": s.paper_reg})
 
 
-def _fs_paper(d, s, mg: MarginalForm, lS_c, curves, tau_est) -> tuple[Term, Term, list[Term]]:
+def _fs_paper(d: Sample, s: BoundSettings, mg: MarginalForm, curves, tau_est) -> tuple[Term, Term, list[Term]]:
     """The paper's Theorem 2.7 route: eta/4 per term; dyadic (estimated) and fitted (estimated) deviations."""
     c, logC, e4 = s.loss_clip, math.log(d.C), cc.split(s.eta, 4)
     cost = get_cost(s.cost)
     feat = mg.transports[0]
     rT = mg.teacher_term + cc.hoeffding(d.m, e4, logC)
     la = mg.la_clipped + cc.hoeffding(d.n, e4, c + logC)
-    devs = [deviation_dyadic(d.zS, e4, cost, "deviation_student"), deviation_dyadic(d.zT, e4, cost,
-                                                                                     "deviation_teacher")]
+    devs = [deviation_dyadic(d.zS, e4, cost, names.DEVIATION_STUDENT),
+            deviation_dyadic(d.zT, e4, cost, names.DEVIATION_TEACHER)]
     w1_fs = feat.w1.value + sum(t.value for t in devs)
     kind = weakest(feat.kind, *(t.kind for t in devs))
-    paper = Term("finite_sample_paper", rT + feat.lipschitz.value * w1_fs + la, kind,
-                 "Theorem 2.7: E^_T f + Hoeffding + tau (W1^ + dyadic deviations) + LA^c + Hoeffding, eta/4 each; "
-                 "estimated: the deviations assume the support lies in the sample's bounding box",
-                 {"teacher_term_fs": rT, "w1_fs": w1_fs, "label_alignment_fs": la}, POPULATION_CLIPPED_RISK)
+    paper = Term(name=names.FINITE_SAMPLE_PAPER, value=rT + feat.lipschitz.value * w1_fs + la, kind=kind,
+                 note="Theorem 2.7: E^_T f + Hoeffding + tau (W1^ + dyadic deviations) + LA^c + Hoeffding, eta/4 each; "
+                      "estimated: the deviations assume the support lies in the sample's bounding box",
+                 diagnostics={"teacher_term_fs": rT, "w1_fs": w1_fs, "label_alignment_fs": la},
+                 target=POPULATION_CLIPPED_RISK)
     terms = list(devs)
     if curves:
-        est = [deviation_estimated(curves[r], len(z), support_box(z, cost)[1], e4, f"deviation_{r}_estimated")
-               for r, z in (("student", d.zS), ("teacher", d.zT))]
+        est = [deviation_estimated(curves[r], len(z), support_box(z, cost)[1], e4, name)
+               for r, z, name in (("student", d.zS, names.DEVIATION_STUDENT_ESTIMATED),
+                                  ("teacher", d.zT, names.DEVIATION_TEACHER_ESTIMATED))]
         terms += est
         w1e = feat.w1.value + sum(t.value for t in est)
     else:
         w1e = w1_fs
-    estimated = Term("finite_sample_estimated", rT + tau_est * w1e + la, ESTIMATED,
-                     "Theorem 2.7 with fitted empirical rates for the deviations and tau from gradient ascent",
-                     {"tau_estimate": tau_est, "w1_fs": w1e}, POPULATION_CLIPPED_RISK)
+    estimated = Term(name=names.FINITE_SAMPLE_ESTIMATED, value=rT + tau_est * w1e + la, kind=ESTIMATED,
+                     note="Theorem 2.7 with fitted empirical rates for the deviations and tau from gradient ascent",
+                     diagnostics={"tau_estimate": tau_est, "w1_fs": w1e}, target=POPULATION_CLIPPED_RISK)
     return paper, estimated, terms
 
 
-def assemble(fs: FeatureSet, settings: BoundSettings | None = None, progress=None, **kw) -> BoundReport:
-    """Every term and bound from features (module docstring); ``kw`` builds :class:`BoundSettings`.
-
-    ``progress``, when given, is called with the name of each long phase as it starts.
-    """
-    s = settings or BoundSettings(**kw)
-    if settings is not None and kw:
-        raise TypeError("give either settings or keyword settings, not both")
-    say = progress or (lambda phase: None)
-    say("temperature and logits")
-    d = prepare(fs, s)
-    c, logC = s.loss_clip, math.log(d.C)
-    lS_c = np.minimum(d.lS, c)
-    errors = int((d.sS.argmax(1) != d.yS).sum())
-    observed = {
-        "risk": float(d.lS.mean()), "risk_clipped": float(lS_c.mean()), "error01": errors / d.n, "errors": errors,
-        "teacher_risk": float(lk.cross_entropy(d.sT, d.yT).mean()),
-        "teacher_risk_calibrated": float(lk.cross_entropy(d.sT / d.T, d.yT).mean()),
-        "teacher_error01": float((d.sT.argmax(1) != d.yT).mean()),
-        "teacher_head_on_student_error01": float((d.tS.argmax(1) != d.yS).mean()),
-        "n_student": d.n, "n_teacher": d.m,
-    }
-    say("W1 transports (marginal form)")
-    mg = marginal_form(d, s, lS_c)
-    say("W1 per class (class-conditional form)")
-    cf = class_form(d, s, lS_c)
-
-    # --- held-out certificates on the student's own test data (population clipped risk / 0-1 error)
-    R_c, eta_s = observed["risk_clipped"], s.eta_student
-    strata = fs.strata if s.sampling == "stratified" else None
-    at = f" at eta / {s.selected_among} = {eta_s:.4g}" if s.selected_among > 1 else ""
-    bet = cc.betting_upper(lS_c, eta_s, c, strata=strata, seed=s.seed)
-    held = {
-        "held_out_betting": Term("held_out_betting", bet, CERTIFIED,
-                                 f"betting (Waudby-Smith & Ramdas 2024) on min(l, {c}), {s.sampling} design{at}",
-                                 {"deviation": bet - R_c, "eta": eta_s, "sampling": s.sampling},
-                                 POPULATION_CLIPPED_RISK),
-        "held_out_kl": Term("held_out_kl", cc.kl_upper(R_c, d.n, eta_s, c), CERTIFIED,
-                            f"Hoeffding's kl form on min(l, {c}) (values in [0, c]){at}", {"eta": eta_s},
-                            POPULATION_CLIPPED_RISK),
-        "held_out_hoeffding": Term("held_out_hoeffding", R_c + cc.hoeffding(d.n, eta_s, c), CERTIFIED,
-                                   f"Hoeffding on the clipped loss{at}", {"eta": eta_s}, POPULATION_CLIPPED_RISK),
-        "held_out_bernstein": Term("held_out_bernstein", cc.empirical_bernstein(lS_c, eta_s, c), CERTIFIED,
-                                   f"empirical Bernstein (Maurer & Pontil 2009, Thm 4) on the clipped loss{at}",
-                                   {"eta": eta_s}, POPULATION_CLIPPED_RISK),
-        "error01_clopper_pearson": Term("error01_clopper_pearson", cc.clopper_pearson(errors, d.n, eta_s), CERTIFIED,
-                                        f"Clopper-Pearson upper limit from {errors} errors in {d.n}{at}",
-                                        {"eta": eta_s}, POPULATION_ERROR01),
-    }
-
-    # --- certified transfer bounds: betting step + deterministic slack of each form (one shared random event)
-    cert_forms = {}
-    if mg.certifiable is not None:
-        cert_forms["certified_marginal"] = Term(
-            "certified_marginal", bet + max(0.0, mg.certifiable - R_c), CERTIFIED,
-            "held_out_betting + max(0, LA^c + min(log C, E^_T f + L W1) - R^_S^c), transport "
-            f"{mg.certifiable_transport}",
-            {"finite_sample": bet - R_c, "label_alignment_clipped": mg.la_clipped, "teacher_term": mg.teacher_term,
-             "transport": mg.certifiable_transport, "slack": max(0.0, mg.certifiable - R_c)}, POPULATION_CLIPPED_RISK)
-    if cf.certifiable is not None:
-        cert_forms["certified_class_conditional"] = Term(
-            "certified_class_conditional", bet + max(0.0, cf.certifiable - R_c), CERTIFIED,
-            "held_out_betting + max(0, Delta^ + sum_y pi^(y) A_y - R^_S^c) with proved metrics",
-            {"finite_sample": bet - R_c, "delta": cf.delta, "slack": max(0.0, cf.certifiable - R_c)},
-            POPULATION_CLIPPED_RISK)
-    best_cert = min(cert_forms, key=lambda k: cert_forms[k].value)
-
-    # --- estimated finite-sample forms (the paper's route)
-    say("empirical W1 rate curves")
-    curves = {}
-    for role, z in (("student", d.zS), ("teacher", d.zT)):
-        sizes = _sizes(len(z), s.rate_sizes, s.rate_max_size)
-        if len(sizes) >= 2 and min(sizes) >= 2:
-            curves[role] = rate_curve(z, sizes=sizes, repeats=s.rate_repeats, cost=s.cost, seed=s.seed)
-    if len(curves) < 2:
-        curves = {}
-    import torch
-
-    say("gradient ascent on tau")
-    tau_lo = tau_lower(entropy_fn(d.WT, d.bT, d.T), torch.as_tensor(np.concatenate([d.zT, d.zS])), s.cost,
-                       seed=s.seed)
-    fs_paper, fs_est, dev_terms = _fs_paper(d, s, mg, lS_c, curves, tau_lo.value)
-    say("paper-style estimate")
-    paper_style = _paper_style(d, s, observed)
-
-    asym = {"asymptotic_feature": mg.paper, "asymptotic_sharpest": mg.sharpest, "class_conditional": cf.plug_in}
-    bounds = {**asym, **cert_forms, **held, "finite_sample_paper": fs_paper, "finite_sample_estimated": fs_est,
-              "paper_style": paper_style}
-    headline = {"bound_asymptotic": "asymptotic_sharpest", "bound_certified": best_cert,
-                "held_out_certificate": "held_out_betting", "error01_certificate": "error01_clopper_pearson",
-                "bound_paper_style": "paper_style"}
-
-    # --- terms (the parts, for the tables)
-    terms = [
-        Term("teacher_term", mg.teacher_term, PLUG_IN, "E^_T f: the teacher's expected loss under its posterior "
-             "(its risk R_T when the posterior is the truth)", {"teacher_test_ce": observed["teacher_risk"]}),
-        Term("student_term", mg.student_term, PLUG_IN, "E^_S f: the teacher's expected loss at the student's features"),
-        Term("student_term_upper", cc.betting_upper(d.fS, eta_s, logC, strata=strata, seed=s.seed), CERTIFIED,
-             f"E_{{P_S}} f <= betting bound on f at the student's features (values in [0, log C]){at}: needs no "
-             "student label (under the stratified design the labels only form the blocks)",
-             {"hoeffding": mg.student_term + cc.hoeffding(d.n, eta_s, logC)}),
-        Term("label_alignment", mg.la, PLUG_IN, "LA^ = R^_S - E^_S f"),
-        Term("label_alignment_clipped", mg.la_clipped, PLUG_IN, "LA^c = R^_S^c - E^_S f"),
-        *[Term(f"transport_{t.name}", t.value, t.kind, f"L W1 with L = {t.lipschitz.name} ({t.lipschitz.kind}), W1 "
-               f"by {t.w1.method}" + (f", cost truncated at {t.truncated_at:.4g}" if t.truncated_at else ""),
-               {"lipschitz": t.lipschitz.value, "w1": t.w1.value}) for t in mg.transports],
-        *[t.lipschitz for t in mg.transports[:1]] + [t.lipschitz for t in mg.transports if t.name.startswith("logit")],
-        tau_lo,
-        Term("class_delta", cf.delta, PLUG_IN, "Delta^ = E^_S[min(l_S, c) - min(l_T, c)] (the heads' disagreement)"),
-        *dev_terms,
-        Term("label_alignment_official", paper_style.diagnostics["la_official"], ESTIMATED,
-             "LA with kappa = softmax(h_T(z_S))_y (the official code's)"),
-        Term("label_alignment_ratio", lk.label_alignment(d.lS, lk.kappa_ratio(lk.softmax(d.tS / d.T), lk.softmax(d.sS),
-                                                                            d.yS, s.kappa_cap),
-                                                         lk.cross_entropy(d.tS / d.T, d.yS)), ESTIMATED,
-             f"LA with kappa = D^_T/D^_S (student head as D_S), capped at {s.kappa_cap}"),
-    ]
-
-    # --- assumptions
-    cost = get_cost(s.cost)
-    assumptions = [
-        d.temperature["note"],
-        HELD_OUT_DESIGN[s.sampling],
-        "the student's held-out items played no part in training or choosing either model" if s.selected_among == 1
-        else f"the student was chosen among {s.selected_among} checkpoints by its accuracy on these very items: every "
-             f"certificate on them is computed at eta / {s.selected_among} = {eta_s:.4g} (a union bound over the fixed "
-             "candidates covers whichever was chosen)",
-        f"clipped loss min(l, {c}) in the certified and class-conditional bounds; eta = {s.eta}",
-        "every certified transfer bound is the held-out betting certificate plus a slack >= 0 on the same sample, so "
-        "it is never below that certificate; their minimum shares one random event (no union bound needed)",
-        f"each certificate holds with probability >= {1 - s.eta:g} on its own; any two of them hold together with "
-        f"probability >= {1 - 2 * s.eta:g} (union bound)",
-        "transports (L W1 between the two samples) are exact sample quantities (kind sample): they bound the "
-        "empirical transport, not the population one",
-    ]
-    if not cost.is_metric or cost.lipschitz_kind != CERTIFIED:
-        assumptions.append(f"feature cost {cost.name}: {cost.reason}; feature-space transports are NOT CERTIFIED "
-                           "(logit-space transports are unaffected)")
-    if any(t.w1.method == "bracket" for t in mg.transports):
-        assumptions.append("some W1 by the certified Sinkhorn bracket (its upper end enters the bounds)")
-    if d.n * d.m * d.C > OSC_BUDGET:
-        assumptions.append(f"oscillation transport skipped: n*m*C = {d.n * d.m * d.C:.3g} above {OSC_BUDGET:.0e}")
-
-    report = BoundReport(s, observed, terms, bounds, headline, assumptions, {}, "", mg.transports, curves,
-                         cf.per_class, d.temperature)
-    report.chains = _chains(report, mg, cf, bet)
-    report.summary = _summary(report, mg)
-    return report
-
-
-def _chains(r: BoundReport, mg: MarginalForm, cf: ClassForm, held: float) -> dict[str, list[dict]]:
+# ----------------------------------------------------------------------------- the gap, explained in numbers and words
+def _chains(r: BoundReport, mg: MarginalForm, held: float) -> dict[str, list[GapStep]]:
     """From the observed risk to each headline bound, one ingredient at a time (the gap explained)."""
     o = r.observed
-    cert = r.bound("bound_certified")
-    emp = cert.value - (held - o["risk_clipped"])  # the certified form's empirical bound
+    cert = r.bound(names.BOUND_CERTIFIED)
+    emp = cert.value - (held - o.risk_clipped)  # the certified form's empirical bound
     certified = [
-        {"step": "observed risk (CE)", "value": o["risk"], "kind": "start"},
-        {"step": f"clipping at c = {r.settings.loss_clip}", "value": o["risk_clipped"] - o["risk"]},
-        {"step": "Lipschitz slack (transport of the teacher's loss, on the samples)", "value": emp - o["risk_clipped"],
-         "note": cert.note},
-        {"step": "finite-sample slack (betting step)", "value": held - o["risk_clipped"]},
-        {"step": f"= {cert.name}", "value": cert.value, "kind": "end"},
+        GapStep(step="observed risk (CE)", value=o.risk, part=START),
+        GapStep(step=f"clipping at c = {r.settings.loss_clip}", value=o.risk_clipped - o.risk),
+        GapStep(step=LIPSCHITZ_STEP, value=emp - o.risk_clipped, note=cert.note),
+        GapStep(step=FINITE_SAMPLE_STEP, value=held - o.risk_clipped),
+        GapStep(step=f"= {cert.name}", value=cert.value, part=END),
     ]
     sharp, paper = mg.sharpest, mg.paper
     plug = [
-        {"step": "observed risk (CE)", "value": o["risk"], "kind": "start"},
-        {"step": f"Lipschitz slack, sharpest transport ({sharp.diagnostics['transport']}, cap log C)",
-         "value": sharp.value - o["risk"]},
-        {"step": "transport slack: feature space, norm-product tau, no cap (the paper's form)",
-         "value": paper.value - sharp.value},
-        {"step": "= asymptotic_feature (the paper's Theorem 2.6, plug-in)", "value": paper.value, "kind": "end"},
-        {"step": "finite-sample slack of the paper's route (Theorem 2.7)",
-         "value": r.bounds["finite_sample_paper"].value - paper.value, "kind": "aside"},
-        {"step": "calibration: E^_T f - teacher test CE", "value": mg.teacher_term - o["teacher_risk"],
-         "kind": "aside"},
+        GapStep(step="observed risk (CE)", value=o.risk, part=START),
+        GapStep(step=f"Lipschitz slack, sharpest transport ({sharp.diagnostics['transport']}, cap log C)",
+                value=sharp.value - o.risk),
+        GapStep(step="transport slack: feature space, norm-product tau, no cap (the paper's form)",
+                value=paper.value - sharp.value),
+        GapStep(step=f"= {names.ASYMPTOTIC_FEATURE} (the paper's Theorem 2.6, plug-in)", value=paper.value, part=END),
+        GapStep(step="finite-sample slack of the paper's route (Theorem 2.7)",
+                value=r.bounds[names.FINITE_SAMPLE_PAPER].value - paper.value, part=ASIDE),
+        GapStep(step="calibration: E^_T f - teacher test CE", value=mg.teacher_term - o.teacher_risk, part=ASIDE),
     ]
     return {"certified": certified, "paper": plug}
 
 
+LIPSCHITZ_STEP = "Lipschitz slack (transport of the teacher's loss, on the samples)"
+FINITE_SAMPLE_STEP = "finite-sample slack (betting step)"
+
+
 def _summary(r: BoundReport, mg: MarginalForm) -> str:
     o, s = r.observed, r.settings
-    cert, held, err = r.bound("bound_certified"), r.bound("held_out_certificate"), r.bound("error01_certificate")
-    asym = r.bound("bound_asymptotic")
-    steps = {x["step"]: x["value"] for x in r.chains["certified"]}
-    lip = next(v for k, v in steps.items() if k.startswith("Lipschitz"))
-    fin = next(v for k, v in steps.items() if k.startswith("finite-sample"))
+    cert, held = r.bound(names.BOUND_CERTIFIED), r.bound(names.HELD_OUT_CERTIFICATE)
+    err, asym = r.bound(names.ERROR01_CERTIFICATE), r.bound(names.BOUND_ASYMPTOTIC)
+    steps = {x.step: x.value for x in r.chains["certified"]}
+    lip, fin = steps[LIPSCHITZ_STEP], steps[FINITE_SAMPLE_STEP]
     feat = mg.transports[0]
     dominant = "the Lipschitz slack" if lip >= fin else "the finite-sample slack"
     cap = " (capped at log C: the transported teacher loss says nothing beyond its range)" \
         if mg.sharpest.diagnostics.get("cap_binds") else ""
     return (
-        f"This student's held-out CE is {o['risk']:.4g} nats (clipped at {s.loss_clip}: {o['risk_clipped']:.4g}) and "
-        f"its 0-1 error {o['error01']:.4g} ({o['errors']} of {o['n_student']}). Each with probability at least "
+        f"This student's held-out CE is {o.risk:.4g} nats (clipped at {s.loss_clip}: {o.risk_clipped:.4g}) and "
+        f"its 0-1 error {o.error01:.4g} ({o.errors} of {o.n_student}). Each with probability at least "
         f"{1 - s.eta:.2f} (both together with probability at least {1 - 2 * s.eta:.2f}), its population clipped "
         f"risk is at most {held.value:.4g} nats (held-out betting certificate) and its population 0-1 error at most "
         f"{err.value:.4g} (Clopper-Pearson). The sharpest certified transfer "

@@ -62,7 +62,7 @@ AUTO_CROSSOVER = ((0.03, 70_000), (0.01, 480_000))
 EXACT_SECONDS = (2.7e-9, 1.28)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class W1Result:
     """``value`` is the number to use in an upper bound: exact, or the bracket's upper end."""
 
@@ -171,9 +171,10 @@ def _exact(x, y, a, b, cost, max_iter) -> W1Result:
         warnings.simplefilter("ignore")
         value, log = ot.emd2(a.numpy(), b.numpy(), C, numItermax=max_iter, log=True)
     converged = log.get("result_code", 1) == 1
-    return W1Result(float(value), _kind_for(cost) if converged else ESTIMATED, float(value), float(value),
-                    "exact", {"converged": converged, "warning": log.get("warning"),
-                              "n": x.shape[0], "m": y.shape[0], "cost": cost.name})
+    return W1Result(value=float(value), kind=_kind_for(cost) if converged else ESTIMATED, lower=float(value),
+                    upper=float(value), method="exact",
+                    diagnostics={"converged": converged, "warning": log.get("warning"), "n": x.shape[0],
+                                 "m": y.shape[0], "cost": cost.name})
 
 
 def _exact_bytes(n: int, m: int) -> int:
@@ -207,8 +208,8 @@ def w1_sliced(x, y, a=None, b=None, n_projections: int = 200, seed: int = 0, cos
     theta /= theta.norm(dim=1, keepdim=True)
     px, py = x @ theta.T, y @ theta.T
     vals = np.array([w1_1d(px[:, i], py[:, i], a, b) for i in range(n_projections)])
-    return W1Result(float(vals.mean()), LOWER, float(vals.mean()), math.inf, "sliced",
-                    {"n_projections": n_projections, "max_projection": float(vals.max())})
+    return W1Result(value=float(vals.mean()), kind=LOWER, lower=float(vals.mean()), upper=math.inf, method="sliced",
+                    diagnostics={"n_projections": n_projections, "max_projection": float(vals.max())})
 
 
 # ----------------------------------------------------------------------------- costs with a proved error bound
@@ -273,7 +274,7 @@ class _Ground:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, cost: Cost):
         if cost.form is None:
             raise ValueError(f"the bracket knows no floating-point error bound for the cost {cost.name!r}")
-        self.kind, self.root, self.cap = cost.form, cost.root, cost.cap
+        self.form, self.root, self.cap = cost.form, cost.root, cost.cap
         k = x.shape[1]
         if cost.centred:
             centre = torch.cat([x, y]).mean(0)
@@ -283,20 +284,20 @@ class _Ground:
             y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         self.x, self.y = x, y
         inflate = 1 + 2 * _gamma(k + 4)
-        if self.kind == "l1":
+        if self.form == "l1":
             self.nu, self.mu = x.abs().sum(1) * inflate, y.abs().sum(1) * inflate
             self.kappa = 2 * _gamma(k + 2)
-        elif self.kind == "dot":
+        elif self.form == "dot":
             self.nu, self.mu = torch.ones_like(x[:, 0]), torch.ones_like(y[:, 0])
             self.kappa = 2 * _gamma(k + 4)
-        elif self.kind == "sup":
+        elif self.form == "sup":
             self.nu, self.mu = x.abs().amax(1) * inflate, y.abs().amax(1) * inflate
             self.kappa = 4 * _gamma(3)
         else:
             self.nu, self.mu = x.norm(dim=1) * inflate, y.norm(dim=1) * inflate
             self.kappa = 2 * math.sqrt(_gamma(k + 2)) + (0.0 if cost.centred else 2 * _gamma(k + 4))
         # an upper bound on every entry of C (triangle inequality; 2 for directions; the truncation level)
-        self.scale = float(self.nu.max() + self.mu.max()) if self.kind != "dot" else 2.0
+        self.scale = float(self.nu.max() + self.mu.max()) if self.form != "dot" else 2.0
         if self.cap is not None:
             self.scale = min(self.scale, self.cap)
         self._cast: dict = {}
@@ -306,7 +307,7 @@ class _Ground:
         if key not in self._cast:
             x, y = (self.y, self.x) if transpose else (self.x, self.y)
             x, y = x.to(dtype), y.to(dtype)
-            if self.kind == "gram":  # [-2x, |x|^2, 1] . [y, 1, |y|^2] = |x - y|^2 in one product
+            if self.form == "gram":  # [-2x, |x|^2, 1] . [y, 1, |y|^2] = |x - y|^2 in one product
                 one_x, one_y = torch.ones_like(x[:, :1]), torch.ones_like(y[:, :1])
                 x = torch.cat([-2 * x, (x * x).sum(1, keepdim=True), one_x], 1)
                 y = torch.cat([y, one_y, (y * y).sum(1, keepdim=True)], 1)
@@ -316,11 +317,11 @@ class _Ground:
     def block(self, rows: slice, dtype, transpose: bool = False) -> torch.Tensor:
         """``Ĉ[rows, :]`` (or ``Ĉ[:, rows].T`` with ``transpose``) as a fresh tensor in ``dtype``."""
         x, y = self._points(dtype, transpose)
-        if self.kind == "gram":
+        if self.form == "gram":
             C = torch.mm(x[rows], y.T).clamp_min_(0.0).sqrt_()
-        elif self.kind == "l1":
+        elif self.form == "l1":
             C = torch.cdist(x[rows], y, p=1)
-        elif self.kind == "sup":
+        elif self.form == "sup":
             C = self.root.matrix(x[rows], y)
         else:
             C = torch.mm(x[rows], y.T).neg_().add_(1.0).clamp_min_(0.0)
@@ -632,12 +633,34 @@ def w1_bracket(
         raise ValueError(f"width must be positive, got {width}")
     with _one_thread_if_small(len(x) * len(y), device if device is not None else getattr(x, "device", "cpu")):
         x, y, a, b, cost = _prepare(x, y, a, b, cost, device)
-        return _bracket(x, y, a, b, cost, start, width, reg, max_iter, tol, scaling, inner, eps_start, check_every,
-                        max_dense_bytes, block_bytes, iter_dtype, time_limit)
+        plan = _BracketPlan(width=width, reg=reg, max_iter=max_iter, tol=tol, scaling=scaling, inner=inner,
+                            eps_start=eps_start, check_every=check_every, max_dense_bytes=max_dense_bytes,
+                            block_bytes=block_bytes, iter_dtype=iter_dtype, time_limit=time_limit)
+        return _bracket(x, y, a, b, cost, plan, start)
 
 
-def _bracket(x, y, a, b, cost, start, width, reg, max_iter, tol, scaling, inner, eps_start, check_every,
-             max_dense_bytes, block_bytes, iter_dtype, time_limit) -> W1Result:
+@dataclass(frozen=True, kw_only=True)
+class _BracketPlan:
+    """The options of :func:`w1_bracket` that shape the run (see its parameters)."""
+
+    width: float
+    reg: float | None
+    max_iter: int
+    tol: float
+    scaling: float | None
+    inner: int | None
+    eps_start: float
+    check_every: int
+    max_dense_bytes: int
+    block_bytes: int
+    iter_dtype: torch.dtype
+    time_limit: float | None
+
+
+def _bracket(x, y, a, b, cost: Cost, plan: _BracketPlan, start: float) -> W1Result:
+    width, reg, max_iter, tol, scaling, inner = plan.width, plan.reg, plan.max_iter, plan.tol, plan.scaling, plan.inner
+    eps_start, check_every, iter_dtype, time_limit = plan.eps_start, plan.check_every, plan.iter_dtype, plan.time_limit
+    max_dense_bytes, block_bytes = plan.max_dense_bytes, plan.block_bytes
     n, m = x.shape[0], y.shape[0]
     ground = _Ground(x, y, cost)
     itemsize = torch.finfo(iter_dtype).bits // 8
@@ -647,8 +670,8 @@ def _bracket(x, y, a, b, cost, start, width, reg, max_iter, tol, scaling, inner,
             "iter_dtype": str(iter_dtype).replace("torch.", ""), "width_requested": width, "tol": tol_used,
             "tol_raised": tol_used > tol}
     if ground.scale == 0.0:  # every prepared point is the same: all costs are exactly 0
-        return W1Result(0.0, _kind_for(cost), 0.0, 0.0, "bracket",
-                        {**diag, "width_reached": 0.0, "iterations": 0, "rounds": 0, "converged": True,
+        return W1Result(value=0.0, kind=_kind_for(cost), lower=0.0, upper=0.0, method="bracket",
+                        diagnostics={**diag, "width_reached": 0.0, "iterations": 0, "rounds": 0, "converged": True,
                          "marginal_error": 0.0, "sinkhorn_value": 0.0, "stopped": "all points coincide",
                          "seconds": time.perf_counter() - start})
     if dense:
@@ -742,7 +765,8 @@ def _bracket(x, y, a, b, cost, start, width, reg, max_iter, tol, scaling, inner,
                 converged=err < tol_used, marginal_error=err, absorptions=solver.absorptions,
                 sinkhorn_value=last_cert.plan_cost + last_cert.repair, rounding_mass=last_cert.mass,
                 fp_margin=last_cert.margin, seconds=time.perf_counter() - start)
-    return W1Result(upper, _kind_for(cost), max(lower, 0.0), upper, "bracket", diag)
+    return W1Result(value=upper, kind=_kind_for(cost), lower=max(lower, 0.0), upper=upper, method="bracket",
+                    diagnostics=diag)
 
 
 def _width(lower: float, upper: float) -> float:
@@ -830,8 +854,9 @@ def wasserstein1(x, y, a=None, b=None, cost="l2", method: str = "auto", *, width
     c = get_cost(cost)
     if xc.shape[1] == 1 and c.has_1d_formula:
         v = w1_1d(xc[:, 0], yc[:, 0], a, b)
-        return W1Result(v, SAMPLE, v, v, "exact-1d", {"n": xc.shape[0], "m": yc.shape[0], "cost": c.name,
-                                                          "choice": "exact-1d: one dimension, closed form"})
+        return W1Result(value=v, kind=SAMPLE, lower=v, upper=v, method="exact-1d",
+                        diagnostics={"n": xc.shape[0], "m": yc.shape[0], "cost": c.name,
+                                     "choice": "exact-1d: one dimension, closed form"})
     n, m = xc.shape[0], yc.shape[0]
     max_dense = kw.get("max_dense_bytes", DEFAULT_MAX_DENSE_BYTES)
     choice, reason = _auto_choice(n, m, width, max_dense)

@@ -12,12 +12,12 @@ threads set them themselves.
 
 import os
 
+import pytest
+from hypothesis import HealthCheck, settings
+
 THREADS = int(os.environ.get("CMKD_TEST_THREADS", "1"))
 os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 os.environ.setdefault("MKL_NUM_THREADS", str(THREADS))
-
-import pytest
-from hypothesis import HealthCheck, settings
 
 settings.register_profile(
     "quick", max_examples=25, deadline=None, print_blob=True,

@@ -9,7 +9,7 @@ import pytest
 
 from cmkd_bounds.app.bundle import BundleError, load_bundle
 from cmkd_bounds.app.cli import main
-from cmkd_bounds.app.report import FILES
+from cmkd_bounds.app.results import REPORT_FILES as FILES
 from cmkd_bounds.kinds import KINDS
 from training.synthetic import SyntheticWorld
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-MATH = {"kinds", "costs", "concentration", "wasserstein", "rates", "lipschitz", "complexity", "label_kernel",
+MATH = {"kinds", "names", "bound_report", "costs", "concentration", "wasserstein", "rates", "lipschitz", "complexity",
+        "label_kernel",
         "features", "settings", "theorem"}
 DATA = {"names", "data", "datasets", "arrays", "synthetic", "protocols", "models"}
-TRAINING = {"alignment", "methods", "batches", "config", "checkpoint", "run_folder", "loop", "distributed"}
+TRAINING = {"alignment", "methods", "batches", "config", "checkpoint", "run_folder", "loop", "distributed", "prepare"}
 
 
 def layer(module: str) -> int:

@@ -11,8 +11,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cmkd_bounds.kinds import KINDS
 from cmkd_bounds.app.reliability import CASES, ROOT
+from cmkd_bounds.kinds import KINDS
 from tests.strategies import HEAVY_EXAMPLES
 
 

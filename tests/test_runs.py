@@ -11,7 +11,8 @@ from cmkd_bounds.app.cli import main
 from training.batches import make_batch, plan_epoch
 from training.checkpoint import read_checkpoint
 from training.config import TrainConfig
-from training.loop import prepare_data, train
+from training.loop import train
+from training.prepare import prepare_data
 
 SYN = dict(dataset="synthetic", feat_dim=8, batch_size=32, quiet=True)
 

@@ -29,11 +29,11 @@ def test_deterministic_inequalities_of_every_form(C, r, fshift, lshift, seed, pe
     rep = assemble(w.feature_set(150, 120, np.random.default_rng(seed), (WS, bS)), posterior=posterior, **QUICK)
     b, o = rep.bounds, rep.observed
     # plug-in forms bound the empirical risk exactly (Kantorovich-Rubinstein on the empirical measures)
-    assert b["asymptotic_feature"].value >= o["risk"] - 1e-9
-    assert b["asymptotic_sharpest"].value >= o["risk"] - 1e-9
+    assert b["asymptotic_feature"].value >= o.risk - 1e-9
+    assert b["asymptotic_sharpest"].value >= o.risk - 1e-9
     assert b["asymptotic_sharpest"].value <= b["asymptotic_feature"].value + 1e-9 or \
-        b["asymptotic_sharpest"].value <= o["risk"] - rep.term("student_term").value + math.log(C) + 1e-9
-    assert b["class_conditional"].value >= o["risk_clipped"] - 1e-9
+        b["asymptotic_sharpest"].value <= o.risk - rep.term("student_term").value + math.log(C) + 1e-9
+    assert b["class_conditional"].value >= o.risk_clipped - 1e-9
     # every transport bounds the transported difference of means
     diff = rep.term("student_term").value - rep.term("teacher_term").value
     for t in rep.transports:
@@ -76,10 +76,10 @@ def test_headline_and_known_values_on_a_small_world():
     w = SyntheticWorld(num_classes=3, feature_shift=0.5, seed=3)
     rep = assemble(w.feature_set(300, 300, np.random.default_rng(0)), **QUICK)
     d = rep.to_dict()
-    n, errs, c = rep.observed["n_student"], rep.observed["errors"], rep.settings.loss_clip
+    n, errs, c = rep.observed.n_student, rep.observed.errors, rep.settings.loss_clip
     assert d["error01_certificate"]["value"] == pytest.approx(cc.clopper_pearson(errs, n, 0.05))
     assert d["held_out_certificate"]["form"] == "held_out_betting"
-    assert rep.bounds["held_out_kl"].value == pytest.approx(cc.kl_upper(rep.observed["risk_clipped"], n, 0.05, c))
+    assert rep.bounds["held_out_kl"].value == pytest.approx(cc.kl_upper(rep.observed.risk_clipped, n, 0.05, c))
     assert d["bound_asymptotic"]["form"] == "asymptotic_sharpest"
     assert d["bound_certified"]["form"] in ("certified_marginal", "certified_class_conditional")
     assert not any(t.name == "kappa_identity_error" for t in rep.terms)  # issue 11 #5: measured only the cap
@@ -99,7 +99,7 @@ def test_zero_shift_same_sample_gives_equality():
     W, b = w.bayes_head("teacher")
     rep = assemble(FeatureSet(z, y, z, y, W, b, W, b), posterior="true", **QUICK)
     assert all(t.w1.value == 0 for t in rep.transports)
-    assert rep.bounds["asymptotic_feature"].value == pytest.approx(rep.observed["risk"], abs=1e-9)
+    assert rep.bounds["asymptotic_feature"].value == pytest.approx(rep.observed.risk, abs=1e-9)
     assert rep.term("label_alignment").value == pytest.approx(0.0, abs=0.05)  # heads agree: LA = R_S - E f ~ 0
 
 

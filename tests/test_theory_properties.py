@@ -102,9 +102,9 @@ def test_finite_sample_terms_shrink_as_n_grows():
     extras = []
     for n in (100, 400, 1600):
         rep = assemble(w.feature_set(n, n, np.random.default_rng(n)), posterior="true", rate_repeats=2)
-        extras.append(rep.bounds["held_out_kl"].value - rep.observed["risk_clipped"])
+        extras.append(rep.bounds["held_out_kl"].value - rep.observed.risk_clipped)
         assert rep.bounds["finite_sample_paper"].value >= rep.bounds["asymptotic_feature"].value - 1e-9 or \
-            rep.observed["risk"] > rep.observed["risk_clipped"]
+            rep.observed.risk > rep.observed.risk_clipped
     assert extras[0] > extras[1] > extras[2]
 
 

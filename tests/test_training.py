@@ -82,15 +82,15 @@ def test_vanilla_kd_refuses_unpaired_protocols(teacher_ckpt, tmp_path):
 
 
 def test_checkpoint_round_trip_rebuilds_the_model_alone(teacher_ckpt):
-    model, meta = load_model(teacher_ckpt, expect_kind="teacher")
+    model, meta = load_model(teacher_ckpt, expect_role="teacher")
     for key in ("spec", "modality", "dataset", "split_seed", "feat_dim", "cost", "method", "config", "metrics", "data"):
         assert getattr(meta, key) is not None
-    assert meta.kind == "teacher" and meta.feat_dim == 8 and meta.data["dataset"] == "synthetic"
+    assert meta.role == "teacher" and meta.feat_dim == 8 and meta.data["dataset"] == "synthetic"
     x = torch.randn(3, *meta.spec["input_shape"])
     again, _ = load_model(teacher_ckpt)
     assert torch.equal(model(x), again(x))
     with pytest.raises(CheckpointError, match="a teacher checkpoint where a student is expected"):
-        load_model(teacher_ckpt, expect_kind="student")
+        load_model(teacher_ckpt, expect_role="student")
 
 
 class _Boom:
@@ -192,7 +192,7 @@ def test_multiseed_table_and_evaluate_runs(teacher_ckpt, tmp_path, capsys):
 
 
 def test_robustness_presets_shape_the_training_pools():
-    from training.loop import prepare_data
+    from training.prepare import prepare_data
 
     base = dict(dataset="synthetic", split_seed=0)
     _, plain = prepare_data(TrainConfig(**base))

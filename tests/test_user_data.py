@@ -78,7 +78,7 @@ def test_user_splits_standardisation_and_scale_warning(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "paired: 240 pairs, label agreement 100.0 %" in out and "splits: given in the file" in out
     from training.config import TrainConfig
-    from training.loop import prepare_data
+    from training.prepare import prepare_data
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

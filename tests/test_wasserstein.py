@@ -181,9 +181,10 @@ def test_float32_tolerance_below_precision_is_raised_and_reported():
 
 
 def test_relative_width_is_over_the_lower_end():
-    assert W1Result(2.2, "sample", 2.0, 2.2, "bracket").relative_width == pytest.approx(0.1)
-    assert W1Result(1.0, "sample", 0.0, 1.0, "bracket").relative_width == math.inf
-    assert W1Result(3.0, "sample", 3.0, 3.0, "exact").relative_width == 0.0
+    r = dict(kind="sample", method="bracket")
+    assert W1Result(value=2.2, lower=2.0, upper=2.2, **r).relative_width == pytest.approx(0.1)
+    assert W1Result(value=1.0, lower=0.0, upper=1.0, **r).relative_width == math.inf
+    assert W1Result(value=3.0, lower=3.0, upper=3.0, **r).relative_width == 0.0
 
 
 def test_bracket_runs_on_the_device_of_its_tensors():

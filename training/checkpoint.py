@@ -32,17 +32,18 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the problem."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CheckpointMeta:
     """What a checkpoint says about itself.
 
-    ``data`` is the data fingerprint (:func:`training.datasets.fingerprint`); ``teacher`` (students
-    only) holds the teacher checkpoint's absolute path, its path relative to this checkpoint's
-    folder and its SHA-256, so it is found from any working directory and a replaced teacher is
-    noticed.
+    ``role`` is ``teacher`` or ``student``; ``data`` is the data fingerprint
+    (:func:`training.datasets.fingerprint`); ``teacher`` (students only) holds the teacher checkpoint's
+    absolute path, its path relative to this checkpoint's folder and its SHA-256, so it is found from
+    any working directory and a replaced teacher is noticed. (Checkpoints written before the field was
+    renamed call it ``kind``; they are read alike.)
     """
 
-    kind: str
+    role: str
     spec: dict
     modality: str
     modality_name: str
@@ -68,6 +69,8 @@ class CheckpointMeta:
     @classmethod
     def from_json(cls, raw: str, path) -> CheckpointMeta:
         d = json.loads(raw)
+        if "kind" in d and "role" not in d:  # the field's earlier name
+            d["role"] = d.pop("kind")
         if d.get("format") != FORMAT:
             raise CheckpointError(f"{path}: checkpoint format {d.get('format')!r}, this version reads {FORMAT!r} "
                                   "(retrain with this version)")
@@ -81,9 +84,9 @@ class CheckpointMeta:
 
 def check_compatible(teacher: CheckpointMeta, student: CheckpointMeta, what: str = "teacher and student") -> None:
     """The one compatibility check: same benchmark, direction, splits, data and feature space."""
-    if teacher.kind != "teacher" or student.kind != "student":
-        raise CheckpointError(f"{what}: expected a teacher and a student checkpoint, got {teacher.kind} and "
-                              f"{student.kind}")
+    if teacher.role != "teacher" or student.role != "student":
+        raise CheckpointError(f"{what}: expected a teacher and a student checkpoint, got {teacher.role} and "
+                              f"{student.role}")
     for key in ("dataset", "swap", "split_seed", "feat_dim"):
         a, b = getattr(teacher, key), getattr(student, key)
         if a != b:
@@ -151,11 +154,11 @@ def read_checkpoint(path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
     return CheckpointMeta.from_json(raw, path), tensors
 
 
-def load_model(path, expect_kind: str | None = None, device="cpu") -> tuple[Model, CheckpointMeta]:
-    """Rebuild the model from the checkpoint alone; ``expect_kind`` guards teacher/student mix-ups."""
+def load_model(path, expect_role: str | None = None, device="cpu") -> tuple[Model, CheckpointMeta]:
+    """Rebuild the model from the checkpoint alone; ``expect_role`` guards teacher/student mix-ups."""
     meta, tensors = read_checkpoint(path)
-    if expect_kind and meta.kind != expect_kind:
-        raise CheckpointError(f"{path}: a {meta.kind} checkpoint where a {expect_kind} is expected")
+    if expect_role and meta.role != expect_role:
+        raise CheckpointError(f"{path}: a {meta.role} checkpoint where a {expect_role} is expected")
     model = Model(meta.spec)
     try:
         model.load_state_dict(tensors, strict=True)

@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from training import protocols
 from training.batches import labelled_subset, make_batch, plan_epoch
 from training.checkpoint import (
     CheckpointMeta,
@@ -36,7 +35,7 @@ from training.checkpoint import (
 )
 from training.config import TrainConfig
 from training.data import CrossModalPair, ModalityData
-from training.datasets import fingerprint, load_pair
+from training.datasets import fingerprint
 from training.distributed import (
     broadcast_model,
     broadcast_object,
@@ -48,6 +47,7 @@ from training.distributed import (
 )
 from training.methods import Method, make_method
 from training.models import Model, make_spec
+from training.prepare import accuracy, predict, prepare_data
 from training.run_folder import RunFolder
 
 
@@ -68,86 +68,13 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"unknown device {name!r}") from e
 
 
-# ----------------------------------------------------------------------------- data
-def _standardize(splits: dict[str, CrossModalPair]) -> dict[str, CrossModalPair]:
-    """Each modality's features standardised by the training split's per-feature mean and std (real frames)."""
-    out = dict(splits)
-    for role in ("teacher", "student"):
-        tr = getattr(splits["train"], role)
-        x = tr.x if tr.lengths is None else tr.x[torch.arange(tr.x.shape[1])[None, :] < tr.lengths[:, None]]
-        mean, std = x.mean(0), x.std(0).clamp_min(1e-12)
-        for k, part in out.items():
-            m = getattr(part, role)
-            xs = (m.x - mean) / std
-            if m.lengths is not None:  # padding stays zero
-                xs = xs * (torch.arange(m.x.shape[1])[None, :] < m.lengths[:, None]).reshape(
-                    *m.lengths.shape, m.x.shape[1], *([1] * (m.x.dim() - 2)))
-            out[k] = replace(part, **{role: replace(m, x=xs)})
-    return out
-
-
-def prepare_data(cfg: TrainConfig) -> tuple[CrossModalPair, dict[str, CrossModalPair]]:
-    """The pair of ``cfg`` and its train/val/test splits, with the robustness presets applied to training."""
-    pair = load_pair(cfg.dataset, swap=cfg.swap, data_dir=cfg.data_dir, arrays_path=cfg.arrays,
-                     allow_label_disagreement=cfg.allow_label_disagreement)
-    splits = pair.split(cfg.split_seed)
-    if cfg.standardize:
-        splits = _standardize(splits)
-    train = splits["train"]
-    if cfg.disjoint:  # robustness preset: no training event is seen in both modalities
-        if train.correspondence is None:
-            raise protocols.ProtocolError(f"--disjoint needs paired data (shared events); in {pair.name} the two "
-                                          "modalities share no sample to begin with")
-        s_pool, t_pool = protocols.disjoint(train.teacher.y.numpy()[train.correspondence], cfg.disjoint,
-                                            cfg.split_seed)
-        info = {**train.info, "disjoint": {
-            "ratio": cfg.disjoint, "student_events": len(s_pool), "teacher_events": len(t_pool),
-            "dropped": f"all {len(train.correspondence)} training pairs (each training event is kept by one modality "
-                       "only); validation and test keep their pairs"}}
-        train = replace(train, student=train.student.subset(s_pool),
-                        teacher=train.teacher.subset(train.correspondence[t_pool]), correspondence=None, info=info)
-        if cfg.protocol == "paired":
-            raise protocols.ProtocolError(f"--protocol paired: the disjoint preset leaves {pair.name} no training pair "
-                                          "(each training event is seen by one modality only); use fixed_class, "
-                                          "class_resample or permutation, or drop --disjoint")
-    if cfg.imbalance:  # robustness preset: a long-tailed student training set
-        keep = protocols.imbalance(train.student.y.numpy(), cfg.imbalance, cfg.split_seed, train.student.num_classes)
-        corr = None if train.correspondence is None else train.correspondence[keep]
-        train = replace(train, student=train.student.subset(keep), correspondence=corr)
-    if cfg.role == "student" and cfg.protocol == "paired" and train.correspondence is None:
-        raise protocols.ProtocolError(f"--protocol paired needs an instance correspondence, and {pair.name} has none "
-                                      "(use class_resample, permutation or fixed_class)")
-    splits["train"] = train
-    if cfg.domain_shift:
-        for k, part in splits.items():
-            s = part.student
-            x = protocols.domain_shift(s.x, cfg.domain_shift, seed=cfg.split_seed * 31 + len(k), lengths=s.lengths)
-            splits[k] = replace(part, student=replace(s, x=x))
-    return pair, splits
-
-
-@torch.no_grad()
-def predict(model: Model, data: ModalityData, device, batch_size: int = 512, features: bool = False):
-    """Logits (or features) of a model on a dataset, in eval mode, float32 on the CPU."""
-    model.eval()
-    out = []
-    for s in range(0, len(data), batch_size):
-        x = data.x[s : s + batch_size].to(device)
-        lengths = None if data.lengths is None else data.lengths[s : s + batch_size].to(device)
-        out.append((model.encode(x, lengths) if features else model(x, lengths)).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0)
-
-
-def accuracy(model, data: ModalityData, device) -> float:
-    return float((predict(model, data, device).argmax(1) == data.y).float().mean())
-
-
 # ----------------------------------------------------------------------------- teacher
 def load_teacher(cfg: TrainConfig, data_fp: dict, train_pair: CrossModalPair, device):
     """The frozen teacher, checked against this run, and its features and logits on the teacher training set."""
-    teacher, tmeta = load_model(cfg.teacher, expect_kind="teacher", device=device)
-    probe = CheckpointMeta("student", {}, "", "", cfg.dataset, cfg.swap, cfg.split_seed, cfg.feat_dim, cfg.cost,
-                           cfg.method, cfg.protocol, {}, data_fp)
+    teacher, tmeta = load_model(cfg.teacher, expect_role="teacher", device=device)
+    probe = CheckpointMeta(role="student", spec={}, modality="", modality_name="", dataset=cfg.dataset, swap=cfg.swap,
+                           split_seed=cfg.split_seed, feat_dim=cfg.feat_dim, cost=cfg.cost, method=cfg.method,
+                           protocol=cfg.protocol, config={}, data=data_fp)
     check_compatible(tmeta, probe, f"teacher {cfg.teacher} and this run")
     teacher.requires_grad_(False)
     t_feats = predict(teacher, train_pair.teacher, device, features=True)  # frozen: computed once
@@ -224,10 +151,12 @@ def _setup(cfg: TrainConfig, world: int, device) -> _Setup:
                 else torch.autocast("cpu", enabled=False))
     method = make_method(cfg, model, optimizer, teacher_head=teacher_head, reduce_grads=grad_reducer(world),
                          autocast=autocast)
-    meta = CheckpointMeta(cfg.role, model.spec, data_train.modality, data_train.name, cfg.dataset, cfg.swap,
-                          cfg.split_seed, cfg.feat_dim, cfg.cost, cfg.method if cfg.role == "student" else "ce",
-                          cfg.protocol if cfg.role == "student" else None, cfg.to_dict(), data_fp, teacher_ref,
-                          num_labelled=int(len(lab)), pairing=train_pair.info)
+    student = cfg.role == "student"
+    meta = CheckpointMeta(role=cfg.role, spec=model.spec, modality=data_train.modality,
+                          modality_name=data_train.name, dataset=cfg.dataset, swap=cfg.swap, split_seed=cfg.split_seed,
+                          feat_dim=cfg.feat_dim, cost=cfg.cost, method=cfg.method if student else "ce",
+                          protocol=cfg.protocol if student else None, config=cfg.to_dict(), data=data_fp,
+                          teacher=teacher_ref, num_labelled=int(len(lab)), pairing=train_pair.info)
     return _Setup(train_pair, data_train, val, data_test, y_train, lab, teacher_y, corr, t_feats, t_logits, model,
                   optimizer, method, meta)
 

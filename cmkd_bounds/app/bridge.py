@@ -2,10 +2,11 @@
 
 The teacher's held-out *validation* split (teacher modality) is kept for the temperature of the
 calibrated posterior; the bound terms use the *test* splits of both modalities (``split="val"`` to
-look at validation instead: the student's best epoch was chosen there, so :func:`held_out_design`
-makes every certificate pay a union bound over the epochs compared). Both checkpoints carry the dataset, its fingerprint, the direction and
-the split seed (:class:`training.checkpoint.CheckpointMeta`), so nothing else is needed; a teacher
-and a student trained on different data, or data that changed since training, are refused.
+look at validation instead: the student's best epoch was chosen there, so
+:func:`held_out_design` makes every certificate pay a union bound over the epochs compared). Both
+checkpoints carry the dataset, its fingerprint, the direction and the split seed
+(:class:`training.checkpoint.CheckpointMeta`), so nothing else is needed; a teacher and a student
+trained on different data, or data that changed since training, are refused.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ def features_from_checkpoints(teacher_path, student_path, split: str = "test", p
     from training.checkpoint import check_compatible, load_model
     from training.config import TrainConfig
     from training.datasets import fingerprint
-    from training.loop import predict, prepare_data
     from training.models import count_structure
+    from training.prepare import predict, prepare_data
 
     say = progress or (lambda msg: None)
-    teacher, tmeta = load_model(teacher_path, expect_kind="teacher")
-    student, smeta = load_model(student_path, expect_kind="student")
+    teacher, tmeta = load_model(teacher_path, expect_role="teacher")
+    student, smeta = load_model(student_path, expect_role="student")
     check_compatible(tmeta, smeta, f"teacher {teacher_path} and student {student_path}")
     cfg = TrainConfig.from_dict(smeta.config)
     now = fingerprint(cfg.dataset, cfg.data_dir, cfg.arrays)

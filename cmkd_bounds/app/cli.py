@@ -109,7 +109,8 @@ def _cmd_evaluate(args) -> int:
         raise UserError(f"--runs {args.runs}: no such folder")
     settings = _settings(args)
     from cmkd_bounds.app import evaluate as ev
-    from cmkd_bounds.app.report import FILES, console_summary
+    from cmkd_bounds.app.report import console_summary
+    from cmkd_bounds.app.results import REPORT_FILES as FILES
 
     if args.runs:
         rows = ev.evaluate_runs(args.runs, args.out, settings, split=args.split, overwrite=args.overwrite,

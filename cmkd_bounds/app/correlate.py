@@ -23,12 +23,20 @@ from pathlib import Path
 
 import numpy as np
 
+from cmkd_bounds import names
+from cmkd_bounds.app import figures
+from cmkd_bounds.app.results import BASELINES, LABEL_FREE
+
 HYPER = ("method", "lambda_fa", "inner_lr", "n1")
 STRATA = ("direction", "labels_per_class")
 TARGETS = ("observed_error01", "observed_risk")
-LABEL_FREE = ("teacher_term", "student_term", "transport_feature", "transport_feature_truncated", "transport_logit_l2",
-              "transport_logit_osc", "w1_feature", "tau_feature", "tau_lower")
-BASELINES = ("teacher_head_on_student_error01", "train_ce", "bound_held_out_kl")
+B = names.bound_column
+READ = ((B(names.ASYMPTOTIC_FEATURE), "the paper's feature-space form"),
+        (B(names.CERTIFIED_MARGINAL), "the certified transfer bound"),
+        (B(names.ASYMPTOTIC_SHARPEST), "the sharpest asymptotic form"),
+        (names.LABEL_ALIGNMENT, "the label-alignment term (it contains the student's test risk)"),
+        (B(names.HELD_OUT_KL), "the held-out kl certificate (the student's labelled test loss)"),
+        ("train_ce", "the student's training CE"))
 
 
 def kendall(x, y) -> float:
@@ -242,32 +250,26 @@ def reading(res: list[dict], rows: list[dict]) -> list[str]:
                f"{min(r['tau_error'] for r in free):+.2f} to {max(r['tau_error'] for r in free):+.2f} (means per "
                f"measure {min(free_means):+.2f} to {max(free_means):+.2f}); {len(star)} of {len(free)} intervals "
                f"exclude 0, {sum(r['tau_error'] < 0 for r in star)} of them with a negative tau."]
-    for m, what in (("bound_asymptotic_feature", "the paper's feature-space form"),
-                    ("bound_certified_marginal", "the certified transfer bound"),
-                    ("bound_asymptotic_sharpest", "the sharpest asymptotic form"),
-                    ("label_alignment", "the label-alignment term (it contains the student's test risk)"),
-                    ("bound_held_out_kl", "the held-out kl certificate (the student's labelled test loss)"),
-                    ("train_ce", "the student's training CE")):
+    for m, what in READ:
         v = _taus(within, m)
         if v:
             out.append(f"- {what} (`{m}`): mean {sum(v) / len(v):+.2f}, from {min(v):+.2f} to {max(v):+.2f}.")
-    d = [r["bound_asymptotic_sharpest"] - r["label_alignment"] for r in rows
-         if r.get("bound_asymptotic_sharpest") is not None and r.get("label_alignment") is not None]
+    sharp, la = B(names.ASYMPTOTIC_SHARPEST), names.LABEL_ALIGNMENT
+    d = [r[sharp] - r[la] for r in rows if r.get(sharp) is not None and r.get(la) is not None]
     if d:
-        out.append(f"- `bound_asymptotic_sharpest - label_alignment` over the {len(d)} runs: from {min(d):.3f} to "
+        out.append(f"- `{sharp} - {la}` over the {len(d)} runs: from {min(d):.3f} to "
                    f"{max(d):.3f} (log C where the transported teacher term is at its cap).")
     return [*out, ""]
 
 
-FIGURE_MEASURES = ("bound_certified_marginal", "bound_asymptotic_sharpest", "transport_feature", "bound_held_out_kl")
+FIGURE_MEASURES = (B(names.CERTIFIED_MARGINAL), B(names.ASYMPTOTIC_SHARPEST), names.TRANSPORT_FEATURE,
+                   B(names.HELD_OUT_KL))
 
 
 def figure(rows: list[dict], res: list[dict]) -> bytes:
     """Measure against test error, one point per run coloured by method: the key measures (or, when a summary
     lacks them, the four with the largest |tau| over all runs), one row of panels per stratum."""
-    from cmkd_bounds.app.report import _plt, _png
-
-    plt = _plt()
+    plt = figures.pyplot()
     measures = [m for m in FIGURE_MEASURES if any(r.get(m) is not None for r in rows)]
     if not measures:
         overall = [r for r in res if r["direction"] == "all" and math.isfinite(r["tau_error"])]
@@ -292,4 +294,4 @@ def figure(rows: list[dict], res: list[dict]) -> bytes:
                 ax.set_ylabel("test error", fontsize=7)
     axes[0][-1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
-    return _png(fig)
+    return figures.png(fig)

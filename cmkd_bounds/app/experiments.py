@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cmkd_bounds import names
+from cmkd_bounds.app import figures, results
 from cmkd_bounds.app.tables import csv_text, markdown
-from cmkd_bounds.atomic import file_sha256, write_text
+from cmkd_bounds.atomic import write_text
 from cmkd_bounds.settings import BoundSettings
 from training.config import TrainConfig
 
@@ -50,14 +52,6 @@ def run_all(cfgs: list[TrainConfig], jobs: int = 1, threads: int = 0, quiet: boo
             f.result()
 
 
-def result(run: str | Path) -> dict:
-    return json.loads((Path(run) / "result.json").read_text())
-
-
-def metrics(run: str | Path) -> list[dict]:
-    return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
-
-
 def mean_std(values, scale: float = 100.0, digits: int = 2) -> str:
     v = np.asarray([x for x in values if x is not None], float)
     if not len(v):
@@ -83,8 +77,10 @@ def multiseed(base: TrainConfig, seeds, out: str | Path, teacher_epochs: int | N
     rows = []
     for s, cfg in zip(seeds, students):
         t = Path(cfg.teacher).parent
-        rows.append({"seed": s, "teacher_test_acc": result(t)["test_acc"] if (t / "result.json").exists() else None,
-                     "student_test_acc": result(cfg.out)["test_acc"], "epoch_time": result(cfg.out)["epoch_time_mean"]})
+        r = results.run_result(cfg.out)
+        teacher_acc = results.run_result(t)["test_acc"] if results.run_finished(t) else None
+        rows.append({"seed": s, "teacher_test_acc": teacher_acc, "student_test_acc": r["test_acc"],
+                     "epoch_time": r["epoch_time_mean"]})
     write_text(out / "table.csv", csv_text(rows))
     write_text(out / "table.md", (
         f"{base.method} on {base.dataset} (protocol {base.protocol}, labels per class "
@@ -138,8 +134,8 @@ def avmnist_grid(out: str | Path, seeds=(0, 1, 2, 3, 4), teacher_epochs: int = 8
     run_all(students, jobs, threads)
     rows = []
     for cfg in teachers + students:
-        r = result(cfg.out)
-        steer = [m.get("steer_cos") for m in metrics(cfg.out) if m.get("steer_cos") is not None]
+        r = results.run_result(cfg.out)
+        steer = [m.get("steer_cos") for m in results.run_metrics(cfg.out) if m.get("steer_cos") is not None]
         rows.append({"direction": "audio->image" if cfg.swap else "image->audio",
                      "regime": "-" if cfg.role == "teacher" else
                      ("all labels" if not cfg.labels_per_class else f"{cfg.labels_per_class} labels/class"),
@@ -220,62 +216,49 @@ def quickstart(out: str | Path = "runs/quickstart", teacher_epochs: int = 5, stu
     tdir = out / "teacher"
     train(teacher_config(base, tdir, seed, teacher_epochs))
     teacher = tdir / "best.safetensors"
-    summary = {"seed": seed, "teacher_test_acc": result(tdir)["test_acc"]}
+    summary = {"seed": seed, "teacher_test_acc": results.run_result(tdir)["test_acc"]}
     print(f"teacher (mnist images): test accuracy {summary['teacher_test_acc']:.4f}")
     for method in ("ce", "ucmkd"):
         train(replace(base, method=method, protocol="class_resample", teacher=str(teacher), out=str(out / method)))
-        r = result(out / method)
+        r = results.run_result(out / method)
         summary[f"{method}_test_acc"], summary[f"{method}_epoch_time"] = r["test_acc"], r["epoch_time_mean"]
         print(f"{method} student (spoken digits): test accuracy {r['test_acc']:.4f}")
     for method in ("ce", "ucmkd"):
         ev, ck = out / f"eval-{method}", out / method / "best.safetensors"
-        fresh = _evaluation_current(ev, ck, settings)
-        if fresh is None:
+        d = results.is_current(ev, ck, settings)
+        if d is None:
             evaluate_checkpoints(teacher, ck, ev, settings, overwrite=True, quiet=quiet)
-            fresh = json.loads((ev / "bound.json").read_text())
-        d = fresh
-        summary[f"{method}_bounds"] = {k: d[k] for k in ("observed_risk", "observed_risk_clipped", "observed_error01",
-                                                         "bound_asymptotic", "bound_certified", "held_out_certificate",
-                                                         "error01_certificate", "bound_paper_style")}
-        summary[f"{method}_bounds"]["bound_asymptotic_feature"] = d["bounds"]["asymptotic_feature"]["value"]
-        summary[f"{method}_bounds"]["held_out_hoeffding"] = d["bounds"]["held_out_hoeffding"]["value"]
-        summary[f"{method}_bounds"]["held_out_kl"] = d["bounds"]["held_out_kl"]["value"]
+            d = results.read_bound(ev)
+        b = {k: d[k] for k in ("observed_risk", "observed_risk_clipped", "observed_error01", *names.HEADLINES)}
+        for form in (names.ASYMPTOTIC_FEATURE, names.HELD_OUT_HOEFFDING, names.HELD_OUT_KL):
+            b[form] = d["bounds"][form]["value"]
+        summary[f"{method}_bounds"] = b
+        asym, cert = d[names.BOUND_ASYMPTOTIC], d[names.BOUND_CERTIFIED]
         print(f"{method} student: observed CE {d['observed_risk']:.4f}, 0-1 error {d['observed_error01']:.4f}; "
-              f"asymptotic {d['bound_asymptotic']['value']:.4g} ({d['bound_asymptotic']['form']}, plug-in), "
-              f"certified {d['bound_certified']['value']:.4g} ({d['bound_certified']['form']}), held-out "
-              f"{d['held_out_certificate']['value']:.4g}, 0-1 error <= {d['error01_certificate']['value']:.4g}")
+              f"asymptotic {asym['value']:.4g} ({asym['form']}, plug-in), certified {cert['value']:.4g} "
+              f"({cert['form']}), held-out {d[names.HELD_OUT_CERTIFICATE]['value']:.4g}, 0-1 error <= "
+              f"{d[names.ERROR01_CERTIFICATE]['value']:.4g}")
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_text(out / "summary.md", quickstart_md(summary))
     print(f"wrote {out}/summary.md; reports in {out}/eval-ce and {out}/eval-ucmkd")
     return summary
 
 
-def _evaluation_current(folder: Path, ck: Path, settings: BoundSettings) -> dict | None:
-    """The existing evaluation of ``ck`` when it was made of this very checkpoint with these settings."""
-    f = folder / "bound.json"
-    if not f.exists():
-        return None
-    d = json.loads(f.read_text())
-    src = d.get("source", {})
-    same = src.get("student_sha256") == file_sha256(ck) and src.get("settings") == json.loads(
-        json.dumps(settings.as_dict()))
-    return d if same else None
-
-
 def quickstart_md(s: dict) -> str:
     rows = []
     for m in ("ce", "ucmkd"):
         b = s[f"{m}_bounds"]
+        held = b[names.HELD_OUT_CERTIFICATE]["value"]
         rows.append({"student": m, "test acc": s[f"{m}_test_acc"], "epoch s": s[f"{m}_epoch_time"],
                      "observed CE": b["observed_risk"], "0-1 error": b["observed_error01"],
-                     "asymptotic (paper's form)": b["bound_asymptotic_feature"],
-                     "asymptotic (sharpest)": b["bound_asymptotic"]["value"],
-                     "certified": b["bound_certified"]["value"],
-                     "held-out betting": b["held_out_certificate"]["value"], "held-out kl": b["held_out_kl"],
-                     "betting / kl": b["held_out_certificate"]["value"] / b["held_out_kl"],
-                     "held-out Hoeffding": b["held_out_hoeffding"],
-                     "0-1 error certified": b["error01_certificate"]["value"],
-                     "paper-style estimate": b["bound_paper_style"]["value"]})
+                     "asymptotic (paper's form)": b[names.ASYMPTOTIC_FEATURE],
+                     "asymptotic (sharpest)": b[names.BOUND_ASYMPTOTIC]["value"],
+                     "certified": b[names.BOUND_CERTIFIED]["value"],
+                     "held-out betting": held, "held-out kl": b[names.HELD_OUT_KL],
+                     "betting / kl": held / b[names.HELD_OUT_KL],
+                     "held-out Hoeffding": b[names.HELD_OUT_HOEFFDING],
+                     "0-1 error certified": b[names.ERROR01_CERTIFICATE]["value"],
+                     "paper-style estimate": b[names.BOUND_PAPER_STYLE]["value"]})
     return "\n".join([
         "# Quickstart: MNIST images teach spoken digits (avmnist)", "",
         f"Written by `cmkd-bounds quickstart` (seed {s['seed']}). Accuracies on the test splits; bounds in nats on the "
@@ -339,7 +322,7 @@ def steering_study(runs: str | Path, out: str | Path, seeds=(0, 1, 2, 3, 4), tea
     run_all([c for *_, c in students], jobs, threads)
     rows = []
     for variant, lr, k, cfg in students:
-        r, ms = result(cfg.out), metrics(cfg.out)
+        r, ms = results.run_result(cfg.out), results.run_metrics(cfg.out)
         steer = [m["steer_cos"] for m in ms if m.get("steer_cos") is not None]
         diff = [m["steer_diff_norm"] for m in ms if m.get("steer_diff_norm") is not None]
         rows.append({"variant": variant, "inner_lr": lr, "labels_per_class": k, "seed": cfg.seed,
@@ -400,9 +383,7 @@ def _steering_md(rows, seeds) -> str:
 
 
 def _steering_fig(rows) -> bytes:
-    from cmkd_bounds.app.report import _plt, _png
-
-    plt = _plt()
+    plt = figures.pyplot()
     regimes = sorted({r["labels_per_class"] for r in rows})
     fig, axes = plt.subplots(3, len(regimes), figsize=(4.2 * len(regimes), 9), squeeze=False)
     for j, k in enumerate(regimes):
@@ -428,7 +409,7 @@ def _steering_fig(rows) -> bytes:
             ax.set_title(f"{k} labels per class", fontsize=9)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
     fig.tight_layout()
-    return _png(fig)
+    return figures.png(fig)
 
 
 # ----------------------------------------------------------------------------- the sweep (issue 13)

@@ -9,7 +9,6 @@ list and writes ``reports/reliability.md``.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import subprocess
@@ -18,6 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from cmkd_bounds import names
+from cmkd_bounds.app.results import read_bound
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,10 +66,11 @@ def synthetic_bundle(path: Path, **override) -> Path:
     return path
 
 
-def _meta(kind="teacher"):
+def _meta(role="teacher"):
     from training.checkpoint import CheckpointMeta
 
-    return CheckpointMeta(kind, {}, "vector", "t", "synthetic", False, 0, 3, "l2", "ce", None, {}, {})
+    return CheckpointMeta(role=role, spec={}, modality="vector", modality_name="t", dataset="synthetic", swap=False,
+                          split_seed=0, feat_dim=3, cost="l2", method="ce", protocol=None, config={}, data={})
 
 
 def tiny_checkpoint(tmp: Path) -> Path:
@@ -125,7 +128,7 @@ def ckpt_pickle(tmp):
 def ckpt_wrong_kind(tmp):
     from training.checkpoint import load_model
 
-    return _err(lambda: load_model(tiny_checkpoint(tmp), expect_kind="student"))
+    return _err(lambda: load_model(tiny_checkpoint(tmp), expect_role="student"))
 
 
 def ckpt_nan_weights(tmp):
@@ -210,7 +213,7 @@ def assemble_case(transform):
             r = assemble(FeatureSet(zT, yT, zS, yS, W, b, W, b), posterior="true", rate_repeats=2)
             vals = [t.value for t in r.terms] + [t.value for t in r.bounds.values()]
             finite = all(np.isfinite(v) for v in vals)
-            asym = r.bounds["asymptotic_feature"]
+            asym = r.bounds[names.ASYMPTOTIC_FEATURE]
             return f"all terms finite: {finite}; asymptotic {asym.value:.4g} ({asym.kind})"
 
         return _err(go)
@@ -252,10 +255,11 @@ def noncertified(tmp):
     r = subprocess.run([sys.executable, "-m", "cmkd_bounds", "evaluate", "--features", str(f), "--out", str(tmp / "o"),
                         "--cost", "cosine", "--quiet"], capture_output=True, text=True, cwd=ROOT,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
-    d = json.loads((tmp / "o" / "bound.json").read_text())
+    d = read_bound(tmp / "o")
     md = (tmp / "o" / "report.md").read_text()
-    return (f"exit {r.returncode}; paper form {d['bounds']['asymptotic_feature']['kind']}; certified form uses "
-            f"{d['bounds'][d['bound_certified']['form']]['diagnostics'].get('transport', 'class metrics')}; "
+    cert = d["bounds"][d[names.BOUND_CERTIFIED]["form"]]
+    return (f"exit {r.returncode}; paper form {d['bounds'][names.ASYMPTOTIC_FEATURE]['kind']}; certified form uses "
+            f"{cert['diagnostics'].get('transport', 'class metrics')}; "
             f"report.md NOT CERTIFIED: {'NOT CERTIFIED' in md}; console NOT CERTIFIED: {'NOT CERTIFIED' in r.stdout}")
 
 
