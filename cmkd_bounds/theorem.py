@@ -260,13 +260,13 @@ def marginal_form(d: Sample, s: BoundSettings, lS_c: np.ndarray) -> MarginalForm
     feat = trs[0]
     paper = Term(name=names.ASYMPTOTIC_FEATURE, value=ET + feat.value + la, kind=weakest(PLUG_IN, feat.kind),
                  note="the paper's Theorem 2.6 on the empirical measures: E^_T f + tau W1 (feature space) + LA^",
-                 diagnostics={"teacher_term": ET, "feature_alignment": feat.value, "label_alignment": la},
+                 diagnostics={names.TEACHER_TERM: ET, "feature_alignment": feat.value, names.LABEL_ALIGNMENT: la},
                  target=EMPIRICAL_RISK)
     best = min(trs, key=lambda t: t.value)
     sharp = Term(name=names.ASYMPTOTIC_SHARPEST, value=la + _capped(d, best.value), kind=weakest(PLUG_IN, best.kind),
                  note=f"LA^ + min(log C, E^_T f + L W1), transport {best.name}",
-                 diagnostics={"transport": best.name, "teacher_term": ET, "transport_value": best.value,
-                              "label_alignment": la, "cap_binds": ET + best.value > math.log(d.C)},
+                 diagnostics={"transport": best.name, names.TEACHER_TERM: ET, "transport_value": best.value,
+                              names.LABEL_ALIGNMENT: la, "cap_binds": ET + best.value > math.log(d.C)},
                  target=EMPIRICAL_RISK)
     cert = [t for t in trs if proved(t.kind)]
     cbest = min(cert, key=lambda t: t.value) if cert else None
@@ -321,7 +321,7 @@ def class_form(d: Sample, s: BoundSettings, lS_c: np.ndarray) -> ClassForm:
     kind = weakest(PLUG_IN, tau_m.kind)  # the margin metric is always available, so a certified choice exists
     plug = Term(name=names.CLASS_CONDITIONAL, value=delta + float(pi @ A_all), kind=kind,
                 note="Delta^ + sum_y pi^_S(y) min(c, R^_T^{y,c} + min_metric L_y W1_y) on the empirical measures",
-                diagnostics={"delta": delta, "tau_class_feature": tau_f.value, "tau_class_margin": tau_m.value},
+                diagnostics={"delta": delta, names.TAU_CLASS_FEATURE: tau_f.value, names.TAU_CLASS_MARGIN: tau_m.value},
                 target=EMPIRICAL_CLIPPED_RISK)
     return ClassForm(delta=delta, per_class=rows, plug_in=plug, certifiable=delta + float(pi @ A_cert))
 
@@ -406,8 +406,8 @@ def build_transfer(a: Assembly) -> None:
         a.add(Term(name=names.CERTIFIED_MARGINAL, value=bet + max(0.0, mg.certifiable - R_c), kind=CERTIFIED,
                    note="held_out_betting + max(0, LA^c + min(log C, E^_T f + L W1) - R^_S^c), transport "
                         f"{mg.certifiable_transport}",
-                   diagnostics={"finite_sample": bet - R_c, "label_alignment_clipped": mg.la_clipped,
-                                "teacher_term": mg.teacher_term, "transport": mg.certifiable_transport,
+                   diagnostics={"finite_sample": bet - R_c, names.LABEL_ALIGNMENT_CLIPPED: mg.la_clipped,
+                                names.TEACHER_TERM: mg.teacher_term, "transport": mg.certifiable_transport,
                                 "slack": max(0.0, mg.certifiable - R_c)}, target=POPULATION_CLIPPED_RISK))
     if cf.certifiable is not None:
         a.add(Term(name=names.CERTIFIED_CLASS_CONDITIONAL, value=bet + max(0.0, cf.certifiable - R_c), kind=CERTIFIED,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cmkd_bounds import names
 from cmkd_bounds.app.tables import markdown
 from cmkd_bounds.atomic import write_text
 
@@ -73,7 +74,7 @@ def main():
                   for t in d["transports"]}
     res = {"n": a.n, "dim": a.dim, "classes": a.classes, **facts, "seconds": seconds, "peak_rss_gib": peak,
            "phases": phases, "transports": transports, "target_seconds": 900, "target_gib": 8,
-           "bound_certified": d["bound_certified"], "bound_asymptotic": d["bound_asymptotic"],
+           **{k: d[k] for k in (names.BOUND_CERTIFIED, names.BOUND_ASYMPTOTIC)},
            "stderr_tail": r.stderr[-1500:]}
     write_text(OUT / "paper_scale.json", json.dumps(res, indent=2) + "\n")
     w1 = OUT / "w1.json"

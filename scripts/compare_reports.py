@@ -4,8 +4,8 @@ Run: python scripts/compare_reports.py BEFORE AFTER [--rename OLD=NEW ...]
 
 BEFORE and AFTER are report folders, or folders of report folders (matched by name). Timings
 (``source.phase_seconds``) are ignored; ``--rename gap_explained:kind=part`` lets a key renamed between
-the two versions (below the named top-level key) compare as the same key. Prints one line per report and every leaf that differs; exits 1
-when any does. Used for issue 21: the results refactor changes no number.
+the two versions (below the named top-level key) compare as the same key. Prints one line per
+report and every leaf that differs; exits 1 when any does. Used for issue 21: the results refactor changes no number.
 """
 
 import argparse

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cmkd_bounds import names
 from cmkd_bounds.app.experiments import quickstart
 from cmkd_bounds.app.tables import markdown
 from cmkd_bounds.atomic import write_text
@@ -28,10 +29,10 @@ def flat(summary: dict) -> dict:
     for m in ("ce", "ucmkd"):
         b = summary[f"{m}_bounds"]
         out.update({f"{m} test acc": summary[f"{m}_test_acc"], f"{m} observed CE": b["observed_risk"],
-                    f"{m} asymptotic (sharpest)": b["bound_asymptotic"]["value"],
-                    f"{m} certified": b["bound_certified"]["value"],
-                    f"{m} held-out betting": b["held_out_certificate"]["value"],
-                    f"{m} 0-1 error certified": b["error01_certificate"]["value"]})
+                    f"{m} asymptotic (sharpest)": b[names.BOUND_ASYMPTOTIC]["value"],
+                    f"{m} certified": b[names.BOUND_CERTIFIED]["value"],
+                    f"{m} held-out betting": b[names.HELD_OUT_CERTIFICATE]["value"],
+                    f"{m} 0-1 error certified": b[names.ERROR01_CERTIFICATE]["value"]})
     return out
 
 

@@ -27,13 +27,14 @@ import numpy as np
 from scipy.stats import binomtest
 
 from cmkd_bounds import concentration as cc
+from cmkd_bounds import names
 from cmkd_bounds.app.tables import csv_text, markdown
 from cmkd_bounds.atomic import write_text
 from cmkd_bounds.kinds import CERTIFIED, POPULATION_ERROR01
 from cmkd_bounds.theorem import assemble
 from training.synthetic import WORLD_FAMILIES, FeatureWorld
 
-TERMS = {"student_term_upper": "student_term"}  # certified terms and the truth they bound
+TERMS = {names.STUDENT_TERM_UPPER: names.STUDENT_TERM}  # certified terms and the truth they bound
 
 OUT = Path(__file__).resolve().parents[1] / "reports" / "theory"
 
@@ -112,8 +113,8 @@ def pairs(eta: float, n: int = 10, a: float = 0.26, b: float = 0.375) -> list[di
     from scipy.stats import multinomial
 
     R = a * math.log(2) + b * 5.0
-    routes = {"held_out_kl": lambda x: cc.kl_upper(x.mean(), n, eta, 5.0),
-              "held_out_betting": lambda x: cc.betting_upper(x, eta, 5.0)}
+    routes = {names.HELD_OUT_KL: lambda x: cc.kl_upper(x.mean(), n, eta, 5.0),
+              names.HELD_OUT_BETTING: lambda x: cc.betting_upper(x, eta, 5.0)}
     out = []
     for name, upper in routes.items():
         fail = alone = 0.0

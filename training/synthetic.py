@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from cmkd_bounds import names
 from training.data import CrossModalPair, DatasetError, ModalityData
 
 
@@ -327,4 +328,4 @@ class FeatureWorld:
                    for v in (loss, clipped, err)]
             risks = tuple(float(np.dot(class_weights, r)) for r in per)
         return {"risk": float(risks[0]), "risk_clipped": float(risks[1]), "error01": float(risks[2]),
-                "student_term": float(fS.mean()), "transport": float(fS.mean() - fT.mean())}
+                names.STUDENT_TERM: float(fS.mean()), "transport": float(fS.mean() - fT.mean())}

@@ -58,8 +58,8 @@ def _cmd_datasets(args) -> int:
 
     rows = []
 
-    def row(label, mod, sizes, kind):
-        rows.append((label, kind, mod.modality, "x".join(map(str, mod.input_shape)), mod.num_classes, *sizes))
+    def row(label, mod, sizes, what):
+        rows.append((label, what, mod.modality, "x".join(map(str, mod.input_shape)), mod.num_classes, *sizes))
 
     def sizes_of(parts, role):
         return [len(getattr(parts[k], role)) for k in ("train", "val", "test")]
@@ -83,7 +83,7 @@ def _cmd_datasets(args) -> int:
             continue
         for role in ("teacher", "student"):
             row(f"{name} ({role})", getattr(parts["train"], role), sizes_of(parts, role), "pair")
-    head = ("dataset", "kind", "modality", "input shape", "classes", "train", "val", "test")
+    head = ("dataset", "what", "modality", "input shape", "classes", "train", "val", "test")
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     for r in [head, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)))
@@ -330,9 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         known = (UserError, ValueError, FileNotFoundError, FileExistsError, RuntimeError, OSError)
-        kind = "error" if isinstance(e, known) else f"internal error ({type(e).__name__})"
+        label = "error" if isinstance(e, known) else f"internal error ({type(e).__name__})"
         msg = " ".join(str(e).split())
-        print(f"cmkd-bounds: {kind}: {msg}", file=sys.stderr)
+        print(f"cmkd-bounds: {label}: {msg}", file=sys.stderr)
         return 2
 
 

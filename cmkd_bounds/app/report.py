@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cmkd_bounds import names
 from cmkd_bounds.app import figures
 from cmkd_bounds.app.results import to_json, write_bound_json
 from cmkd_bounds.app.tables import csv_text, fmt, markdown
@@ -56,7 +57,7 @@ def report_md(report: BoundReport, title: str = "Bound report") -> str:
     pc = [r for r in report.per_class if r.get("n_student")]
     if pc:
         keys = [k for k in ("class", "n_student", "n_teacher", "pi_student", "teacher_risk_clipped",
-                            "student_teacher_loss", "w1_feature", "w1_margin", "metric", "term", "slack")
+                            "student_teacher_loss", names.W1_FEATURE, "w1_margin", "metric", "term", "slack")
                 if any(k in r for r in pc)]
         lines += ["## Class-conditional terms", "", markdown(pc, keys), ""]
     lines += ["## Assumptions", ""] + [f"- {a}" for a in report.assumptions]

@@ -2,9 +2,10 @@
 
 - :func:`write_bound_json` / :func:`read_bound`: the report folder's ``bound.json`` (standard JSON: Inf and
   NaN are written as strings); its layout is :meth:`cmkd_bounds.bound_report.BoundReport.to_dict` plus the
-  ``source`` the evaluation came from.
-- :func:`is_current`: the existing evaluation of a checkpoint, when it is complete, made of this very
-  checkpoint (its SHA-256) and with these settings; ``None`` otherwise.
+  ``source`` the evaluation came from and the layout's version :data:`SCHEMA`. Reports of an earlier
+  layout are read in the current one (their gap chains called a step's place ``kind``).
+- :func:`is_current`: the existing evaluation of a checkpoint, when it is complete, of the current layout,
+  made of this very checkpoint (its SHA-256) and with these settings; ``None`` otherwise.
 - :func:`run_result` / :func:`run_metrics`: a training run's ``result.json`` and ``metrics.jsonl``
   (written by :class:`training.run_folder.RunFolder`).
 - :func:`summary_row`: one row of ``summary.csv`` (hyperparameters, observations, every form, the key
@@ -24,6 +25,7 @@ from cmkd_bounds import names
 from cmkd_bounds.atomic import file_sha256, write_text
 
 BOUND_JSON = "bound.json"
+SCHEMA = 2  # the layout of bound.json; 1: before gap-chain steps said ``part`` (they said ``kind``)
 REPORT_FILES = ("bound.json", "terms.csv", "report.md", "bound_gap.png", "gap_waterfall.png", "rates.png",
                 "lipschitz.png")
 
@@ -72,6 +74,7 @@ def bound_json(report, source: dict | None = None) -> str:
     d = report.to_dict()
     if source:
         d["source"] = source
+    d["schema"] = SCHEMA
     return to_json(d)
 
 
@@ -84,7 +87,13 @@ def read_bound(folder: str | Path) -> dict:
     f = Path(folder) / BOUND_JSON
     if not f.exists():
         raise FileNotFoundError(f"{folder}: no {BOUND_JSON} (not a report folder written by cmkd-bounds evaluate)")
-    return json.loads(f.read_text())
+    d = json.loads(f.read_text())
+    if d.get("schema", 1) == 1:
+        for chain in d.get("gap_explained", {}).values():
+            for step in chain:
+                if "kind" in step:
+                    step["part"] = step.pop("kind")
+    return d
 
 
 def is_current(folder: str | Path, checkpoint: str | Path, settings) -> dict | None:
@@ -95,8 +104,8 @@ def is_current(folder: str | Path, checkpoint: str | Path, settings) -> dict | N
         return None
     d = read_bound(folder)
     src = d.get("source", {})
-    same = src.get("student_sha256") == file_sha256(checkpoint) and src.get("settings") == json.loads(
-        json.dumps(settings.as_dict()))
+    same = (d.get("schema") == SCHEMA and src.get("student_sha256") == file_sha256(checkpoint)
+            and src.get("settings") == json.loads(json.dumps(settings.as_dict())))
     return d if same else None
 
 
