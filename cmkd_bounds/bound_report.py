@@ -90,6 +90,8 @@ class BoundReport:
     rate_curves: dict[str, RateCurve] = field(default_factory=dict)
     per_class: list[dict] = field(default_factory=list)
     temperature: dict = field(default_factory=dict)
+    pool: dict = field(default_factory=dict)  # the few-label setting: the pool, its size and labelled items
+    items: dict = field(default_factory=dict)  # per student item arrays (cmkd_bounds.theorem._items); not in JSON
 
     def term(self, name: str) -> Term:
         for t in self.terms:
@@ -153,4 +155,5 @@ class BoundReport:
             "temperature": self.temperature,
             "settings": self.settings.as_dict(),
             "assumptions": self.assumptions,
+            **({"pool": self.pool} if self.pool else {}),
         }

@@ -148,8 +148,8 @@ def class_marginal_l1(n: int, num_classes: int, eta: float) -> float:
     return math.sqrt(2 * (num_classes * math.log(2) + math.log(1 / eta)) / n)
 
 
-def betting_upper(values, eta: float, value_range: float = 1.0, *, strata=None, permutations: int = BET_PERMUTATIONS,
-                  seed: int = 0, cap: float = BET_CAP) -> float:
+def betting_upper(values, eta: float, value_range: float = 1.0, *, strata=None, population: int | None = None,
+                  permutations: int = BET_PERMUTATIONS, seed: int = 0, cap: float = BET_CAP) -> float:
     r"""Upper confidence bound on a mean by betting against it (Waudby-Smith & Ramdas, JRSS-B 2024).
 
     With ``x_i = v_i / B`` in ``[0, 1]`` and a candidate mean ``m``, the capital of a bettor who wagers
@@ -177,6 +177,13 @@ def betting_upper(values, eta: float, value_range: float = 1.0, *, strata=None, 
       labels and the earlier blocks, the block's factors are independent with means
       ``1 + lambda a_i (R_w - R_{y_i})``, whose arithmetic mean is exactly 1; by the AM-GM
       inequality their product has mean at most 1. Bets are capped at ``cap / max_i a_i``.
+    - ``population = N`` (sampling without replacement): the values are a uniformly random sample,
+      without replacement, of a finite population of ``N`` values, and the mean covered is the
+      population's mean ``mu``. Under ``mu = m`` the next value's mean given the earlier ones is
+      ``m_t = (N m - sum_{i<t} x_i) / (N - t + 1)`` (Waudby-Smith & Ramdas, NeurIPS 2020), and the
+      factors are ``1 + lambda_t (m_t - x_t)``: a martingale again; ``m_t`` grows with ``m``, so ``K``
+      is still nondecreasing in ``m`` (a factor is floored at 0 for candidates the past rules out).
+      Any fixed order of a uniformly random sample is one too, so averaging orders keeps validity.
 
     Parameters
     ----------
@@ -184,6 +191,7 @@ def betting_upper(values, eta: float, value_range: float = 1.0, *, strata=None, 
     eta : confidence budget in ``(0, 1)``.
     value_range : ``B``.
     strata : optional ``(n,)`` labels of the stratified design.
+    population : optional size ``N >= n`` of the finite population sampled without replacement.
     permutations, seed : number of fixed random orders averaged, and their seed.
     cap : largest bet as a fraction of the largest that keeps every factor positive.
 
@@ -206,16 +214,29 @@ def betting_upper(values, eta: float, value_range: float = 1.0, *, strata=None, 
         raise ValueError(f"betting_upper: values must lie in [0, {value_range}]")
     if not 0 < cap < 1 or permutations < 1:
         raise ValueError("cap must lie in (0, 1) and permutations be >= 1")
+    if population is not None and (strata is not None or population < n):
+        raise ValueError(f"population: a sample without replacement of {n} values needs a population of at least "
+                         f"{n} (got {population}), and no strata")
     x = np.clip(v / value_range, 0.0, 1.0)
     rng = np.random.default_rng([seed, 7])
     plans = [_bet_plan(x, strata, eta, cap, rng) for _ in range(permutations)]
     xs = np.stack([p[0] for p in plans])
     steps = np.stack([p[1] for p in plans])  # lambda_b * a_i per item, in each order
+    if population is None:  # the conditional mean of every item is m itself
+        slope, shift = np.ones_like(xs), np.zeros_like(xs)
+    else:  # m_t = (N m - S_{t-1}) / (N - t + 1)
+        left = population - np.arange(n)
+        slope = np.broadcast_to(population / left, xs.shape)
+        shift = np.concatenate([np.zeros((len(xs), 1)), np.cumsum(xs, 1)[:, :-1]], 1) / left
     threshold = math.log(1 / eta)
 
     def log_capital(m: float) -> float:
-        per_order = np.log1p(steps * (m - xs)).sum(1)
+        factors = 1 + steps * (slope * m - shift - xs)
+        with np.errstate(divide="ignore"):
+            per_order = np.log(np.maximum(factors, 0.0)).sum(1)
         top = per_order.max()
+        if not math.isfinite(top):
+            return -math.inf
         return float(top + math.log(np.exp(per_order - top).mean()))
 
     if log_capital(1.0) < threshold:
@@ -266,3 +287,25 @@ def _bet_plan(x: np.ndarray, strata, eta: float, cap: float, rng) -> tuple[np.nd
     amax = np.maximum.reduceat(a, start)[np.searchsorted(start, np.arange(n), side="right") - 1]
     lam = np.minimum(cap / amax, np.sqrt(2 * math.log(1 / eta) / (n * s2_before[first])))
     return xo, lam * a
+
+
+def hypergeometric_upper(errors: int, n: int, population: int, eta: float) -> float:
+    """Exact upper limit on a finite population's error rate ``M / N`` from ``errors`` in a uniformly random sample
+    of ``n`` drawn without replacement: ``max {M / N : P(Hypergeometric(N, M, n) <= errors) > eta}`` (the
+    Clopper-Pearson construction for sampling without replacement; ``M`` is found by bisection, the count being
+    stochastically increasing in ``M``)."""
+    from scipy.stats import hypergeom
+
+    check_sample(n, eta)
+    if not 0 <= errors <= n <= population:
+        raise ValueError(f"need 0 <= errors <= n <= population, got {errors}, {n}, {population}")
+    lo, hi = errors, population - (n - errors)  # the values of M the sample allows
+    if hypergeom.cdf(errors, population, hi, n) > eta:
+        return hi / population
+    while hi - lo > 1:  # invariant: cdf(M = lo) > eta >= cdf(M = hi)
+        mid = (lo + hi) // 2
+        if hypergeom.cdf(errors, population, mid, n) > eta:
+            lo = mid
+        else:
+            hi = mid
+    return lo / population

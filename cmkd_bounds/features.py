@@ -8,7 +8,7 @@ takes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.special import log_softmax
@@ -21,8 +21,11 @@ class FeatureSet:
     """Features and linear heads of a teacher and a student, checked on construction.
 
     ``teacher_z`` ``(m, k)``, ``teacher_y`` ``(m,)``, ``student_z`` ``(n, k)``, ``student_y`` ``(n,)``,
-    ``teacher_W``/``student_W`` ``(C, k)``, ``teacher_b``/``student_b`` ``(C,)``. Optional held-out
-    teacher data ``teacher_cal_z``/``teacher_cal_y`` to fit the temperature. Optional ``student_strata``
+    ``teacher_W``/``student_W`` ``(C, k)``, ``teacher_b``/``student_b`` ``(C,)``. A student label ``-1`` marks an
+    unlabelled item (the few-label setting, :mod:`cmkd_bounds.fewlabel`). Optional held-out teacher data
+    ``teacher_cal_z``/``teacher_cal_y`` to fit the temperature, and held-out labelled student items
+    ``student_val_z``/``student_val_y`` (the items that chose the student, within its label budget) for the
+    ATC error predictor. Optional ``student_strata``
     ``(n,)``: the strata a class-stratified design drew the student's items by, when the loss's mean
     depends on more than the student label (paired data split by the teacher's label: the pair of
     labels); by default the student labels.
@@ -39,6 +42,8 @@ class FeatureSet:
     teacher_cal_z: np.ndarray | None = None
     teacher_cal_y: np.ndarray | None = None
     student_strata: np.ndarray | None = None
+    student_val_z: np.ndarray | None = None
+    student_val_y: np.ndarray | None = None
 
     def __post_init__(self):
         for role in ("teacher", "student"):
@@ -62,10 +67,19 @@ class FeatureSet:
             raise ValueError(f"the heads disagree on the number of classes: {np.shape(self.teacher_W)[0]} vs "
                              f"{np.shape(self.student_W)[0]}")
         C = self.num_classes
-        for name in ("teacher_y", "student_y", "teacher_cal_y"):
+        for name in ("teacher_y", "student_y", "teacher_cal_y", "student_val_y"):
             y = getattr(self, name)
-            if y is not None and len(y) and (np.min(y) < 0 or np.max(y) >= C):
-                raise ValueError(f"{name} has labels outside 0..{C - 1} (the heads have {C} classes)")
+            low = -1 if name == "student_y" else 0  # -1: an unlabelled student item
+            if y is not None and len(y) and (np.min(y) < low or np.max(y) >= C):
+                raise ValueError(f"{name} has labels outside {low}..{C - 1} (the heads have {C} classes"
+                                 + ("; -1 marks an unlabelled student item)" if low else ")"))
+        if not (np.asarray(self.student_y) >= 0).any():
+            raise ValueError("student_y: at least one student item must be labelled")
+        if (self.student_val_z is None) != (self.student_val_y is None):
+            raise ValueError("give both student_val_z and student_val_y, or neither")
+        if self.student_val_z is not None:
+            check_cloud(self.student_val_z, "student_val_z")
+            _check_labels(self.student_val_y, len(self.student_val_z), "student_val_y")
         if (self.teacher_cal_z is None) != (self.teacher_cal_y is None):
             raise ValueError("give both teacher_cal_z and teacher_cal_y, or neither")
         if self.teacher_cal_z is not None:
@@ -73,6 +87,17 @@ class FeatureSet:
             _check_labels(self.teacher_cal_y, len(self.teacher_cal_z), "teacher_cal_y")
         if self.student_strata is not None:
             _check_labels(self.student_strata, len(self.student_y), "student_strata")
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """Indices of the labelled student items (label >= 0)."""
+        return np.flatnonzero(np.asarray(self.student_y) >= 0)
+
+    def restricted(self, items) -> FeatureSet:
+        """The same features with the student's items restricted to ``items`` (indices)."""
+        items = np.asarray(items, int)
+        return replace(self, student_z=np.asarray(self.student_z)[items], student_y=np.asarray(self.student_y)[items],
+                       student_strata=None if self.student_strata is None else np.asarray(self.student_strata)[items])
 
     @property
     def strata(self) -> np.ndarray:

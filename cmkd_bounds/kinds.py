@@ -22,8 +22,9 @@ certificate's deterministic part (certified or sample: a true bound, of the popu
 sample).
 
 What a bound bounds (``target``): the population clipped risk ``E min(l, c)``, the population 0-1
-error, the empirical (test-sample) risk, or the empirical clipped risk. A term that is not a bound
-has no target.
+error, the empirical (test-sample) risk, the empirical clipped risk, or the clipped risk and 0-1 error of a
+finite pool of items most of whose labels are unknown (:mod:`cmkd_bounds.fewlabel`). A term that is not a
+bound has no target.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ POPULATION_CLIPPED_RISK = "population clipped risk"
 POPULATION_ERROR01 = "population 0-1 error"
 EMPIRICAL_RISK = "empirical risk"
 EMPIRICAL_CLIPPED_RISK = "empirical clipped risk"
-TARGETS = (POPULATION_CLIPPED_RISK, POPULATION_ERROR01, EMPIRICAL_RISK, EMPIRICAL_CLIPPED_RISK)
+POOL_CLIPPED_RISK = "pool clipped risk"  # the clipped risk over a finite pool of items, most of them unlabelled
+POOL_ERROR01 = "pool 0-1 error"
+TARGETS = (POPULATION_CLIPPED_RISK, POPULATION_ERROR01, EMPIRICAL_RISK, EMPIRICAL_CLIPPED_RISK, POOL_CLIPPED_RISK,
+           POOL_ERROR01)
 
 
 def weakest(*kinds: str) -> str:

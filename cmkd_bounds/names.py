@@ -23,10 +23,42 @@ FINITE_SAMPLE_PAPER = "finite_sample_paper"  # the paper's Theorem 2.7 route (es
 FINITE_SAMPLE_ESTIMATED = "finite_sample_estimated"  # the same with fitted rates (estimated)
 PAPER_STYLE = "paper_style"  # what the official code logs (not a bound)
 
+# few labels (cmkd_bounds.fewlabel): population certificates; ``pool_form`` names the pool certificate of each
+FEW_BETTING = "few_betting"
+FEW_KL = "few_kl"
+FEW01_HYPERGEOMETRIC = "few01_hypergeometric"
+FEW01_BETTING = "few01_betting"
+SURROGATE_THEORY_F = "theory_f"  # the teacher's expected loss at the student's feature
+SURROGATE_STUDENT_ENTROPY = "student_entropy"
+SURROGATE_TEACHER_CONFIDENCE = "teacher_confidence"  # 1 - max p of the teacher head at the student's feature
+SURROGATE_STUDENT_CONFIDENCE = "student_confidence"
+SURROGATES = (SURROGATE_THEORY_F, SURROGATE_STUDENT_ENTROPY, SURROGATE_TEACHER_CONFIDENCE,
+              SURROGATE_STUDENT_CONFIDENCE)
+
+
+def few_ppi(surrogate: str) -> str:
+    """The prediction-powered certificate with ``surrogate``: ``few_ppi_<g>`` (CE) or ``few01_ppi_<g>`` (0-1)."""
+    return f"few01_ppi_{surrogate}" if surrogate.endswith("confidence") else f"few_ppi_{surrogate}"
+
+
+def few_ppipp(surrogate: str) -> str:
+    """The PPI++ certificate (lambda from a fixed grid) with ``surrogate``."""
+    return f"few01_ppipp_{surrogate}" if surrogate.endswith("confidence") else f"few_ppipp_{surrogate}"
+
+
+def pool_form(form: str) -> str:
+    """The pool-level certificate behind a few-label population certificate: ``<form>_pool``."""
+    return f"{form}_pool"
+
+
+FEW_LABEL = (FEW_BETTING, FEW_KL, *(f(s) for f in (few_ppi, few_ppipp) for s in SURROGATES[:2]),
+             FEW01_HYPERGEOMETRIC, FEW01_BETTING, *(f(s) for f in (few_ppi, few_ppipp) for s in SURROGATES[2:]))
+FEW_LABEL_POOL = tuple(pool_form(f) for f in FEW_LABEL)
+
 CERTIFIED_TRANSFER = (CERTIFIED_MARGINAL, CERTIFIED_CLASS_CONDITIONAL)
 HELD_OUT = (HELD_OUT_BETTING, HELD_OUT_KL, HELD_OUT_HOEFFDING, HELD_OUT_BERNSTEIN, ERROR01_CLOPPER_PEARSON)
-FORMS = (ASYMPTOTIC_FEATURE, ASYMPTOTIC_SHARPEST, CLASS_CONDITIONAL, *CERTIFIED_TRANSFER, *HELD_OUT,
-         FINITE_SAMPLE_PAPER, FINITE_SAMPLE_ESTIMATED, PAPER_STYLE)
+FORMS = (ASYMPTOTIC_FEATURE, ASYMPTOTIC_SHARPEST, CLASS_CONDITIONAL, *CERTIFIED_TRANSFER, *HELD_OUT, *FEW_LABEL,
+         *FEW_LABEL_POOL, FINITE_SAMPLE_PAPER, FINITE_SAMPLE_ESTIMATED, PAPER_STYLE)
 
 # ----------------------------------------------------------------------------- headlines
 BOUND_ASYMPTOTIC = "bound_asymptotic"
@@ -62,13 +94,15 @@ TRANSPORT_FEATURE, TRANSPORT_FEATURE_TRUNCATED, TRANSPORT_LOGIT_L2, TRANSPORT_LO
     f"transport_{t}" for t in TRANSPORTS)
 TAU_LOGIT_L2, TAU_LOGIT_OSC = "tau_logit_l2", "tau_logit_osc"
 VC_TERM_TEACHER, VC_TERM_STUDENT = "vc_term_teacher", "vc_term_student"
+PREDICTOR_DOC, PREDICTOR_ATC, PREDICTOR_COT = "predictor_doc", "predictor_atc", "predictor_cot"
+PREDICTORS = (PREDICTOR_DOC, PREDICTOR_ATC, PREDICTOR_COT)
 
 TERMS = (TEACHER_TERM, STUDENT_TERM, STUDENT_TERM_UPPER, LABEL_ALIGNMENT, LABEL_ALIGNMENT_CLIPPED,
          TRANSPORT_FEATURE, TRANSPORT_FEATURE_TRUNCATED, TRANSPORT_LOGIT_L2, TRANSPORT_LOGIT_OSC, TAU_FEATURE,
          TAU_LOGIT_L2, TAU_LOGIT_OSC, TAU_LOWER, CLASS_DELTA, DEVIATION_STUDENT, DEVIATION_TEACHER,
          DEVIATION_STUDENT_ESTIMATED, DEVIATION_TEACHER_ESTIMATED,
          LABEL_ALIGNMENT_OFFICIAL, LABEL_ALIGNMENT_RATIO, VC_TERM_TEACHER, VC_TERM_STUDENT, TAU_CLASS_FEATURE,
-         TAU_CLASS_MARGIN)
+         TAU_CLASS_MARGIN, *PREDICTORS)
 
 
 def transport_term(transport: str) -> str:

@@ -37,6 +37,9 @@ class BoundSettings:
     selected_among : the number of models compared on these held-out items to choose this one (1 when the
         items played no part in choosing it). Every certificate on the student's items is computed at
         ``eta / selected_among``: a union bound over the fixed candidates covers whichever was chosen.
+    labelled : ``K > 0`` keeps the labels of only ``K`` student items, drawn uniformly at random without
+        replacement (seeded by ``seed``); the report is then the few-label one (:mod:`cmkd_bounds.fewlabel`).
+        0: every label given is used.
     loss_clip : ``c`` in the clipped loss ``min(l, c)`` of the finite-sample and class-conditional
         bounds (``>= ln 2``, so the 0-1 corollary ``err01 <= R^c / ln 2`` holds).
     posterior : how ``D_T(y|z)`` is modelled (:data:`POSTERIORS`).
@@ -56,6 +59,7 @@ class BoundSettings:
     posterior: str = "calibrated"
     sampling: str = "iid"
     selected_among: int = 1
+    labelled: int = 0
     seed: int = 0
     rate_repeats: int = 10
     rate_sizes: tuple[int, ...] | None = None
@@ -76,6 +80,8 @@ class BoundSettings:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if not (isinstance(self.selected_among, int) and self.selected_among >= 1):
             raise ValueError(f"selected_among must be an integer >= 1, got {self.selected_among!r}")
+        if not (isinstance(self.labelled, int) and self.labelled >= 0):
+            raise ValueError(f"labelled must be an integer >= 0 (0: every label), got {self.labelled!r}")
         if not self.loss_clip >= LN2:
             raise ValueError(f"the loss clip must be >= ln 2 = {LN2:.4f} for the 0-1 corollary, got {self.loss_clip}")
         if self.posterior not in POSTERIORS:

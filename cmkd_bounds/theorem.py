@@ -76,6 +76,7 @@ from cmkd_bounds.bound_report import ASIDE, END, START, BoundReport, GapStep, Ob
 from cmkd_bounds.complexity import vc_dimension_upper, vc_uniform_term
 from cmkd_bounds.costs import LINF, OSCILLATION, get_cost, truncated
 from cmkd_bounds.features import FeatureSet, entropy_of, logits
+from cmkd_bounds.fewlabel import Pool, draw_labelled, few_label_certificates, predictors, surrogates
 from cmkd_bounds.kinds import (
     CERTIFIED,
     EMPIRICAL_CLIPPED_RISK,
@@ -346,6 +347,8 @@ class Assembly:
     marginal: MarginalForm | None = None
     classes: ClassForm | None = None
     held: float | None = None  # the headline held-out certificate of the clipped risk
+    pool: Pool | None = None  # the few-label setting: the student's pool, most of it unlabelled
+    pool_logits: tuple | None = None  # (teacher head, student head) on every pool item
     curves: dict[str, RateCurve] = field(default_factory=dict)
     tau_lower: Term | None = None
     deviations: list[Term] = field(default_factory=list)
@@ -372,6 +375,8 @@ def build_class_conditional(a: Assembly) -> None:
 def build_held_out(a: Assembly) -> None:
     """Certificates on the student's own held-out items: betting (the headline route), kl, Hoeffding, Bernstein,
     and Clopper-Pearson for the 0-1 error, every one at ``eta / selected_among``."""
+    if a.pool is not None:
+        return
     d, s, o = a.sample, a.settings, a.observed
     c, R_c, eta_s = s.loss_clip, o.risk_clipped, s.eta_student
     strata = a.fs.strata if s.sampling == "stratified" else None
@@ -398,20 +403,52 @@ def build_held_out(a: Assembly) -> None:
     a.headline[names.ERROR01_CERTIFICATE] = names.ERROR01_CLOPPER_PEARSON
 
 
+def build_few_label(a: Assembly) -> None:
+    """Few labels (:mod:`cmkd_bounds.fewlabel`): direct and prediction-powered certificates of the pool, and their
+    population lifts; the headlines are the lifted direct betting and hypergeometric certificates (routes fixed
+    before the data)."""
+    if a.pool is None:
+        return
+    s = a.settings
+    a.add(*few_label_certificates(a.pool, s.eta_student, s.sampling, seed=s.seed))
+    a.held = a.bounds[names.FEW_BETTING].value
+    a.headline[names.HELD_OUT_CERTIFICATE] = names.FEW_BETTING
+    a.headline[names.ERROR01_CERTIFICATE] = names.FEW01_HYPERGEOMETRIC
+
+
+def build_predictors(a: Assembly) -> None:
+    """Label-free error predictors of the student (estimates): DoC and COT on every pool item, ATC with its threshold
+    fitted on held-out labelled student items (the validation split within the label budget) or, with few labels
+    and no such split, on the labelled pool items."""
+    d, fs = a.sample, a.fs
+    tS, sS = a.pool_logits if a.pool is not None else (d.tS, d.sS)
+    marginal = np.bincount(d.yT, minlength=d.C) / d.m  # the teacher's label marginal: no student label
+    scores, correct, source = None, None, ""
+    if fs.student_val_z is not None:
+        sv = logits(fs.student_val_z, fs.student_W, fs.student_b)
+        scores, correct = lk.softmax(sv).max(1), sv.argmax(1) == np.asarray(fs.student_val_y)
+        source = f"{len(scores)} held-out labelled student items (the validation split within the label budget)"
+    elif a.pool is not None:
+        scores, correct = lk.softmax(d.sS).max(1), d.sS.argmax(1) == d.yS
+        source = f"the {len(scores)} labelled pool items"
+    a.terms += predictors(sS, marginal, scores, correct, source)
+
+
 def build_transfer(a: Assembly) -> None:
     """Certified transfer bounds: the held-out certificate plus each form's slack on the sample (one random event);
     the headline is the smaller."""
     mg, cf, bet, R_c = a.marginal, a.classes, a.held, a.observed.risk_clipped
     if mg.certifiable is not None:
         a.add(Term(name=names.CERTIFIED_MARGINAL, value=bet + max(0.0, mg.certifiable - R_c), kind=CERTIFIED,
-                   note="held_out_betting + max(0, LA^c + min(log C, E^_T f + L W1) - R^_S^c), transport "
-                        f"{mg.certifiable_transport}",
+                   note=f"{a.headline[names.HELD_OUT_CERTIFICATE]} + max(0, LA^c + min(log C, E^_T f + L W1) - "
+                        f"R^_S^c), transport {mg.certifiable_transport}",
                    diagnostics={"finite_sample": bet - R_c, names.LABEL_ALIGNMENT_CLIPPED: mg.la_clipped,
                                 names.TEACHER_TERM: mg.teacher_term, "transport": mg.certifiable_transport,
                                 "slack": max(0.0, mg.certifiable - R_c)}, target=POPULATION_CLIPPED_RISK))
     if cf.certifiable is not None:
         a.add(Term(name=names.CERTIFIED_CLASS_CONDITIONAL, value=bet + max(0.0, cf.certifiable - R_c), kind=CERTIFIED,
-                   note="held_out_betting + max(0, Delta^ + sum_y pi^(y) A_y - R^_S^c) with proved metrics",
+                   note=f"{a.headline[names.HELD_OUT_CERTIFICATE]} + max(0, Delta^ + sum_y pi^(y) A_y - R^_S^c) with "
+                        "proved metrics",
                    diagnostics={"finite_sample": bet - R_c, "delta": cf.delta, "slack": max(0.0, cf.certifiable - R_c)},
                    target=POPULATION_CLIPPED_RISK))
     transfer = [k for k in names.CERTIFIED_TRANSFER if k in a.bounds]
@@ -447,7 +484,7 @@ def build_paper_style(a: Assembly) -> None:
 def build_terms(a: Assembly) -> None:
     """The parts of the bounds, for the tables."""
     d, s, mg, cf = a.sample, a.settings, a.marginal, a.classes
-    eta_s, logC = s.eta_student, math.log(d.C)
+    eta_s = s.eta_student
     strata = a.fs.strata if s.sampling == "stratified" else None
     at = f" at eta / {s.selected_among} = {eta_s:.4g}" if s.selected_among > 1 else ""
     paper_style = a.bounds[names.PAPER_STYLE]
@@ -457,11 +494,7 @@ def build_terms(a: Assembly) -> None:
                   "truth)", diagnostics={"teacher_test_ce": a.observed.teacher_risk}),
         Term(name=names.STUDENT_TERM, value=mg.student_term, kind=PLUG_IN,
              note="E^_S f: the teacher's expected loss at the student's features"),
-        Term(name=names.STUDENT_TERM_UPPER, value=cc.betting_upper(d.fS, eta_s, logC, strata=strata, seed=s.seed),
-             kind=CERTIFIED,
-             note=f"E_{{P_S}} f <= betting bound on f at the student's features (values in [0, log C]){at}: needs no "
-                  "student label (under the stratified design the labels only form the blocks)",
-             diagnostics={"hoeffding": mg.student_term + cc.hoeffding(d.n, eta_s, logC)}),
+        _student_term_upper(a, strata, at),
         Term(name=names.LABEL_ALIGNMENT, value=mg.la, kind=PLUG_IN, note="LA^ = R^_S - E^_S f"),
         Term(name=names.LABEL_ALIGNMENT_CLIPPED, value=mg.la_clipped, kind=PLUG_IN, note="LA^c = R^_S^c - E^_S f"),
         *[Term(name=names.transport_term(t.name), value=t.value, kind=t.kind,
@@ -481,6 +514,23 @@ def build_terms(a: Assembly) -> None:
                                                            s.kappa_cap), lk.cross_entropy(d.tS / d.T, d.yS)),
              kind=ESTIMATED, note=f"LA with kappa = D^_T/D^_S (student head as D_S), capped at {s.kappa_cap}"),
     ]
+
+
+def _student_term_upper(a: Assembly, strata, at: str) -> Term:
+    """A certificate of ``E_{P_S} f``: betting on ``f`` at the student's features; with few labels, the kl form over
+    every pool item (no label needed, under either design: it holds for independent values with unequal means)."""
+    d, s, mg = a.sample, a.settings, a.marginal
+    eta_s, logC = s.eta_student, math.log(d.C)
+    if a.pool is not None:
+        fS = entropy_of(a.pool_logits[0], d.T)
+        return Term(name=names.STUDENT_TERM_UPPER, value=cc.kl_upper(float(fS.mean()), len(fS), eta_s, logC),
+                    kind=CERTIFIED, note=f"E_{{P_S}} f <= kl bound on f over the {len(fS)} pool items (values in "
+                                         f"[0, log C]){at}: no student label", diagnostics={"pool_items": len(fS)})
+    return Term(name=names.STUDENT_TERM_UPPER, value=cc.betting_upper(d.fS, eta_s, logC, strata=strata, seed=s.seed),
+                kind=CERTIFIED,
+                note=f"E_{{P_S}} f <= betting bound on f at the student's features (values in [0, log C]){at}: needs "
+                     "no student label (under the stratified design the labels only form the blocks)",
+                diagnostics={"hoeffding": mg.student_term + cc.hoeffding(d.n, eta_s, logC)})
 
 
 def build_assumptions(a: Assembly) -> None:
@@ -508,6 +558,14 @@ def build_assumptions(a: Assembly) -> None:
         a.assumptions.append("some W1 by the certified Sinkhorn bracket (its upper end enters the bounds)")
     if d.n * d.m * d.C > OSC_BUDGET:
         a.assumptions.append(f"oscillation transport skipped: n*m*C = {d.n * d.m * d.C:.3g} above {OSC_BUDGET:.0e}")
+    if a.pool is not None:
+        p = a.pool
+        a.assumptions.append(
+            f"few labels: {p.K} of the {p.n} student items are labelled, and no other student label is read; they must "
+            "be a uniformly random draw without replacement from the pool. The forms that need labels use the "
+            f"{p.K} only; the *_pool certificates cover the clipped risk and 0-1 error of the {p.n}-item pool (the "
+            "draw is their only randomness); the others lift them to the population by the kl step over the pool "
+            f"({s.sampling} pool), eta split in halves")
     a.assumptions += list(a.notes)
 
 
@@ -525,8 +583,8 @@ def build_complexity(a: Assembly) -> None:
 
 
 BUILDERS: tuple[Callable[[Assembly], None], ...] = (
-    build_marginal, build_class_conditional, build_held_out, build_transfer, build_finite_sample, build_paper_style,
-    build_terms, build_assumptions, build_complexity,
+    build_marginal, build_class_conditional, build_held_out, build_few_label, build_transfer, build_finite_sample,
+    build_paper_style, build_terms, build_predictors, build_assumptions, build_complexity,
 )
 
 
@@ -536,19 +594,37 @@ def _ordered(d: dict, order) -> dict:
 
 
 def assemble(fs: FeatureSet, settings: BoundSettings | None = None, progress=None, *, structures: dict | None = None,
-             notes=(), **kw) -> BoundReport:
+             notes=(), labelled_items=None, **kw) -> BoundReport:
     """Every term and bound from features (module docstring); ``kw`` builds :class:`BoundSettings`.
 
     ``progress``, when given, is called with the name of each long phase as it starts. ``structures``
     (``{"teacher": {"params", "units_per_layer"}, "student": ...}``) adds the VC terms; ``notes`` are
-    assumptions the caller knows about the source (the split, the data).
+    assumptions the caller knows about the source (the split, the data). ``labelled_items`` (indices of the
+    student items whose labels may be used; by default the items whose label is not ``-1``, or the uniform draw
+    of ``settings.labelled`` of them) makes the report a few-label one when it leaves items out: every form that
+    needs a student label is computed on the labelled items only, the held-out certificates become the
+    few-label ones of :mod:`cmkd_bounds.fewlabel` (the labelled items must be a uniformly random draw from the
+    pool), and no other student label is read.
     """
     s = settings or BoundSettings(**kw)
     if settings is not None and kw:
         raise TypeError("give either settings or keyword settings, not both")
     say = progress or (lambda phase: None)
     say("temperature and logits")
-    d = prepare(fs, s)
+    n_pool = len(fs.student_y)
+    lab = fs.labelled if labelled_items is None else np.unique(np.asarray(labelled_items, int))
+    draw = ("the items labelled in the data (assumed a uniformly random draw from the pool, independent of the data)"
+            if labelled_items is None else "given by the caller (assumed a uniformly random draw from the pool, "
+            "independent of the data)")
+    if s.labelled and labelled_items is not None:
+        raise ValueError("give the labelled items or their number (settings.labelled), not both")
+    if s.labelled:
+        lab = draw_labelled(lab, s.labelled, s.seed)
+        draw = f"drawn uniformly at random without replacement by the tool (seed {s.seed})"
+    if len(lab) and (lab.min() < 0 or lab.max() >= n_pool or (np.asarray(fs.student_y)[lab] < 0).any()):
+        raise ValueError(f"labelled items must be labelled student items among 0..{n_pool - 1}")
+    few = len(lab) < n_pool
+    d = prepare(fs.restricted(lab) if few else fs, s)
     clipped = np.minimum(d.lS, s.loss_clip)
     errors = int((d.sS.argmax(1) != d.yS).sum())
     observed = Observed(
@@ -557,17 +633,54 @@ def assemble(fs: FeatureSet, settings: BoundSettings | None = None, progress=Non
         teacher_risk_calibrated=float(lk.cross_entropy(d.sT / d.T, d.yT).mean()),
         teacher_error01=float((d.sT.argmax(1) != d.yT).mean()),
         teacher_head_on_student_error01=float((d.tS.argmax(1) != d.yS).mean()), n_student=d.n, n_teacher=d.m)
-    a = Assembly(fs=fs, settings=s, sample=d, clipped=clipped, observed=observed, say=say, structures=structures,
-                 notes=tuple(notes))
+    a = Assembly(fs=fs.restricted(lab) if few else fs, settings=s, sample=d, clipped=clipped, observed=observed,
+                 say=say, structures=structures, notes=tuple(notes))
+    tS_all = logits(fs.student_z, d.WT, d.bT)
+    sS_all = logits(fs.student_z, fs.student_W, fs.student_b)
+    values, ranges = surrogates(tS_all, sS_all, d.T, s.loss_clip)
+    if few:
+        a.pool = Pool(n=n_pool, labelled=lab, loss=clipped, error=(d.sS.argmax(1) != d.yS).astype(float),
+                      surrogates=values, ranges=ranges, clip=s.loss_clip)
+        a.pool_logits = (tS_all, sS_all)
     for build in BUILDERS:
         build(a)
     report = BoundReport(settings=s, observed=observed, terms=a.terms, bounds=_ordered(a.bounds, names.FORMS),
                          headline=_ordered(a.headline, names.HEADLINES), assumptions=a.assumptions,
                          transports=a.marginal.transports, rate_curves=a.curves, per_class=a.classes.per_class,
-                         temperature=d.temperature)
+                         temperature=d.temperature, pool=_pool_record(fs, lab, draw, s) if few else {},
+                         items=_items(fs, lab, sS_all, values, s.loss_clip))
     report.chains = _chains(report, a.marginal, a.held)
     report.summary = _summary(report, a.marginal)
     return report
+
+
+def _items(fs: FeatureSet, lab, sS_all, values: dict, clip: float) -> dict[str, np.ndarray]:
+    """Per student item of the pool: the prediction, the label as given (-1: unlabelled), whether it was labelled
+    for the certificates, the clipped loss and 0/1 error where the label is known (NaN elsewhere), and the
+    surrogates. Correlations of surrogates and losses, and the disagreement of two students, are read from here."""
+    y = np.asarray(fs.student_y).astype(int)
+    known = y >= 0
+    loss = np.full(len(y), np.nan)
+    loss[known] = np.minimum(lk.cross_entropy(sS_all[known], y[known]), clip)
+    err = np.where(known, (sS_all.argmax(1) != y).astype(float), np.nan)
+    mask = np.zeros(len(y), bool)
+    mask[lab] = True
+    return {"prediction": sS_all.argmax(1).astype(np.int32), "label": y.astype(np.int32), "labelled": mask,
+            "loss_clipped": loss, "error": err, **{f"surrogate_{k}": np.asarray(v, float) for k, v in values.items()}}
+
+
+def _pool_record(fs: FeatureSet, lab, draw: str, s: BoundSettings) -> dict:
+    """What the few-label report says about its pool; the pool's own risk when every label was given to the tool
+    (a simulation: those labels are hidden from every certificate and shown only to compare)."""
+    y = np.asarray(fs.student_y).astype(int)
+    out = {"n": len(y), "labelled": len(lab), "draw": draw, "sampling": s.sampling}
+    if (y >= 0).all():
+        sS = logits(fs.student_z, fs.student_W, fs.student_b)
+        out["hidden_risk_clipped"] = float(np.minimum(lk.cross_entropy(sS, y), s.loss_clip).mean())
+        out["hidden_error01"] = float((sS.argmax(1) != y).mean())
+        out["note"] = ("every label of the pool was given; all but the labelled ones were hidden from every "
+                       "certificate and are used here only to compare")
+    return out
 
 
 # ----------------------------------------------------------------------------- the paper's estimates
@@ -664,12 +777,27 @@ def _summary(r: BoundReport, mg: MarginalForm) -> str:
     dominant = "the Lipschitz slack" if lip >= fin else "the finite-sample slack"
     cap = " (capped at log C: the transported teacher loss says nothing beyond its range)" \
         if mg.sharpest.diagnostics.get("cap_binds") else ""
+    if r.pool:
+        p = r.pool
+        pool = {k: r.bounds[names.pool_form(k)].value for k in (names.FEW_BETTING, names.FEW01_HYPERGEOMETRIC)}
+        opening = (
+            f"Only {p['labelled']} of this student's {p['n']} held-out items are labelled ({p['draw']}); on them its "
+            f"CE is {o.risk:.4g} nats (clipped at {s.loss_clip}: {o.risk_clipped:.4g}) and its 0-1 error "
+            f"{o.error01:.4g} ({o.errors} of {o.n_student}). Each with probability at least {1 - s.eta:.2f} (any two "
+            f"together with probability at least {1 - 2 * s.eta:.2f}): the clipped risk of the {p['n']}-item pool "
+            f"is at most {pool[names.FEW_BETTING]:.4g} nats and its 0-1 error at most "
+            f"{pool[names.FEW01_HYPERGEOMETRIC]:.4g}; the population clipped risk is at most {held.value:.4g} nats "
+            f"({held.name}) and the population 0-1 error at most {err.value:.4g} ({err.name}). The "
+            "prediction-powered certificates are in the table below. The sharpest certified transfer ")
+    else:
+        opening = (
+            f"This student's held-out CE is {o.risk:.4g} nats (clipped at {s.loss_clip}: {o.risk_clipped:.4g}) and "
+            f"its 0-1 error {o.error01:.4g} ({o.errors} of {o.n_student}). Each with probability at least "
+            f"{1 - s.eta:.2f} (both together with probability at least {1 - 2 * s.eta:.2f}), its population clipped "
+            f"risk is at most {held.value:.4g} nats (held-out betting certificate) and its population 0-1 error at "
+            f"most {err.value:.4g} (Clopper-Pearson). The sharpest certified transfer ")
     return (
-        f"This student's held-out CE is {o.risk:.4g} nats (clipped at {s.loss_clip}: {o.risk_clipped:.4g}) and "
-        f"its 0-1 error {o.error01:.4g} ({o.errors} of {o.n_student}). Each with probability at least "
-        f"{1 - s.eta:.2f} (both together with probability at least {1 - 2 * s.eta:.2f}), its population clipped "
-        f"risk is at most {held.value:.4g} nats (held-out betting certificate) and its population 0-1 error at most "
-        f"{err.value:.4g} (Clopper-Pearson). The sharpest certified transfer "
+        opening +
         f"bound ({cert.name}) is {cert.value:.4g} nats: it explains the risk through the teacher (expected loss "
         f"{mg.teacher_term:.4g} on its own features, {mg.student_term:.4g} at the student's) and the label alignment "
         f"({mg.la_clipped:.4g}), and cannot certify less than the held-out certificate. Its gap to the observed risk "

@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MATH = {"kinds", "names", "bound_report", "costs", "concentration", "wasserstein", "rates", "lipschitz", "complexity",
+        "fewlabel",
         "label_kernel",
         "features", "settings", "theorem"}
 DATA = {"names", "data", "datasets", "arrays", "synthetic", "protocols", "models"}

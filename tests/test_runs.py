@@ -96,7 +96,7 @@ def _first_batches(cfg):
     _, splits = prepare_data(cfg)
     tr = splits["train"]
     y = tr.student.y.numpy()
-    from training.batches import labelled_subset
+    from training.prepare import labelled_subset
 
     plan = plan_epoch(cfg, y, labelled_subset(y, cfg.labels_per_class, cfg.seed), tr.teacher.y.numpy(),
                       tr.correspondence, 0)

@@ -120,7 +120,7 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="differ in size"):
         FeatureSet(**{**base, "student_z": np.zeros((5, 7)), "student_y": np.zeros(5, int),
                       "student_W": np.zeros((3, 7))})
-    with pytest.raises(ValueError, match="outside 0..2"):
+    with pytest.raises(ValueError, match="outside -1..2"):
         FeatureSet(**{**base, "student_y": np.full(len(fs.student_y), 3)})
     with pytest.raises(ValueError, match="disagree on the number of classes"):
         FeatureSet(**{**base, "student_W": np.zeros((4, 2)), "student_b": np.zeros(4)})

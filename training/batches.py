@@ -39,14 +39,6 @@ class EpochPlan:
     semi: bool
 
 
-def labelled_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """``per_class`` items of each class (seeded); all items when ``per_class`` is 0."""
-    if per_class == 0:
-        return np.arange(len(y))
-    rng = np.random.default_rng([seed, 7])
-    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]))
-
-
 def plan_epoch(cfg, y_train: np.ndarray, lab: np.ndarray, teacher_y: np.ndarray | None, correspondence,
                epoch: int) -> EpochPlan:
     rng = np.random.default_rng([cfg.seed, epoch, 1])

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from training.batches import labelled_subset, make_batch, plan_epoch
+from training.batches import make_batch, plan_epoch
 from training.checkpoint import (
     CheckpointMeta,
     check_compatible,
@@ -47,7 +47,7 @@ from training.distributed import (
 )
 from training.methods import Method, make_method
 from training.models import Model, make_spec
-from training.prepare import accuracy, predict, prepare_data
+from training.prepare import accuracy, labelled_subset, predict, prepare_data, selection_items
 from training.run_folder import RunFolder
 
 
@@ -142,7 +142,7 @@ def _setup(cfg: TrainConfig, world: int, device) -> _Setup:
         teacher_y, corr = train_pair.teacher.y.numpy(), train_pair.correspondence
     y_train = data_train.y.numpy()
     lab = labelled_subset(y_train, cfg.labels_per_class, cfg.seed)
-    val = data_val.subset(labelled_subset(data_val.y.numpy(), cfg.labels_per_class, cfg.seed + 1))
+    val = selection_items(cfg, data_val)
     if cfg.role == "student":  # the partners of the first epoch: a protocol the data cannot support fails now
         plan_epoch(cfg, y_train, lab, teacher_y, corr, 0)
     model = Model(make_spec(data_train, cfg.feat_dim, cfg.arch)).to(device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from training import protocols
@@ -73,6 +74,20 @@ def prepare_data(cfg: TrainConfig) -> tuple[CrossModalPair, dict[str, CrossModal
             x = protocols.domain_shift(s.x, cfg.domain_shift, seed=cfg.split_seed * 31 + len(k), lengths=s.lengths)
             splits[k] = replace(part, student=replace(s, x=x))
     return pair, splits
+
+
+def labelled_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """``per_class`` items of each class (seeded); all items when ``per_class`` is 0."""
+    if per_class == 0:
+        return np.arange(len(y))
+    rng = np.random.default_rng([seed, 7])
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]))
+
+
+def selection_items(cfg: TrainConfig, data_val: ModalityData) -> ModalityData:
+    """The validation items that choose a run's best epoch: cut to the label budget (``labels_per_class`` per
+    class), so selection never uses more labels than training had."""
+    return data_val.subset(labelled_subset(data_val.y.numpy(), cfg.labels_per_class, cfg.seed + 1))
 
 
 @torch.no_grad()

@@ -31,7 +31,7 @@ def features_from_checkpoints(teacher_path, student_path, split: str = "test", p
     from training.config import TrainConfig
     from training.datasets import fingerprint
     from training.models import count_structure
-    from training.prepare import predict, prepare_data
+    from training.prepare import predict, prepare_data, selection_items
 
     say = progress or (lambda msg: None)
     teacher, tmeta = load_model(teacher_path, expect_role="teacher")
@@ -48,6 +48,7 @@ def features_from_checkpoints(teacher_path, student_path, split: str = "test", p
     pair, splits = prepare_data(cfg)
     dev = "cpu"
     t_cal, t_eval, s_eval = splits["val"].teacher, splits[split].teacher, splits[split].student
+    s_val = selection_items(cfg, splits["val"].student)  # the items that chose the student (for ATC)
     head = lambda m: (m.classifier.weight.detach().double().numpy(), m.classifier.bias.detach().double().numpy())  # noqa: E731
     (WT, bT), (WS, bS) = head(teacher), head(student)
     say("extracting features")
@@ -62,6 +63,8 @@ def features_from_checkpoints(teacher_path, student_path, split: str = "test", p
         teacher_W=WT, teacher_b=bT, student_W=WS, student_b=bS,
         teacher_cal_z=predict(teacher, t_cal, dev, features=True).double().numpy(), teacher_cal_y=t_cal.y.numpy(),
         student_strata=strata,
+        **({"student_val_z": predict(student, s_val, dev, features=True).double().numpy(),
+            "student_val_y": s_val.y.numpy()} if split == "test" else {}),
     )
     info = {"teacher": str(Path(teacher_path).resolve()), "student": str(Path(student_path).resolve()),
             "teacher_sha256": file_sha256(teacher_path), "student_sha256": file_sha256(student_path), "split": split,

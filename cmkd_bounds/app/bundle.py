@@ -6,7 +6,10 @@ the heads are ``z @ W.T + b``. Optionally ``teacher_cal_z``/``teacher_cal_y``: h
 for the temperature of the calibrated posterior (without them the temperature is fitted on all
 teacher samples given, and the report says so; no sample is ever set aside), and ``student_strata``
 (n,): the strata of a class-stratified draw of the student's items (``--sampling stratified``; by
-default the student labels). Loaded without pickles; anything else in the file is refused.
+default the student labels); ``student_val_z``/``student_val_y``: labelled student items held out from
+the test items (for the ATC error predictor). A student label ``-1`` marks an unlabelled item: the report
+is then the few-label one (README, "Certifying a student with few labels"). Loaded without pickles;
+anything else in the file is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from cmkd_bounds.atomic import read_npz
 from cmkd_bounds.features import FeatureSet
 
 BUNDLE_KEYS = ("teacher_z", "teacher_y", "student_z", "student_y", "teacher_W", "teacher_b", "student_W", "student_b")
-OPTIONAL_KEYS = ("teacher_cal_z", "teacher_cal_y", "student_strata")
+OPTIONAL_KEYS = ("teacher_cal_z", "teacher_cal_y", "student_strata", "student_val_z", "student_val_y")
 
 
 class BundleError(ValueError):

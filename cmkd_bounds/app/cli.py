@@ -41,8 +41,13 @@ def _settings(args):
                                 "checkpoints it follows from the split (the shipped splits are class-stratified, and "
                                 "--split val counts the epochs compared there)")
             design[name] = getattr(args, name)
+    if getattr(args, "labelled", None) is not None and getattr(args, "labelled_index", None):
+        raise UserError("give --labelled K (a uniform draw by the tool) or --labelled-index FILE, not both")
+    if getattr(args, "labelled", None) is not None and args.labelled < 1:
+        raise UserError(f"--labelled {args.labelled}: keep at least one label (omit the option to use every label)")
     return BoundSettings(cost=args.cost, eta=args.eta, loss_clip=args.loss_clip, posterior=args.posterior,
-                         seed=args.seed, w1_method=args.w1_method, w1_width=args.w1_width, **design)
+                         seed=args.seed, w1_method=args.w1_method, w1_width=args.w1_width,
+                         labelled=getattr(args, "labelled", None) or 0, **design)
 
 
 # ----------------------------------------------------------------------------- commands
@@ -105,6 +110,9 @@ def _cmd_evaluate(args) -> int:
     _need_file(args.features, "--features")
     _need_file(args.student, "--student")
     _need_file(args.teacher, "--teacher")
+    _need_file(args.labelled_index, "--labelled-index")
+    if args.labelled_index and args.runs:
+        raise UserError("--labelled-index names items of one evaluation; with --runs use --labelled K")
     if args.runs and not Path(args.runs).is_dir():
         raise UserError(f"--runs {args.runs}: no such folder")
     settings = _settings(args)
@@ -119,10 +127,12 @@ def _cmd_evaluate(args) -> int:
               "and one report folder per run")
         return 0
     if args.features:
-        report = ev.evaluate_bundle(args.features, args.out, settings, overwrite=args.overwrite, quiet=args.quiet)
+        report = ev.evaluate_bundle(args.features, args.out, settings, overwrite=args.overwrite, quiet=args.quiet,
+                                    labelled_index=args.labelled_index)
     else:
         report = ev.evaluate_checkpoints(args.teacher, args.student, args.out, settings, split=args.split,
-                                         overwrite=args.overwrite, quiet=args.quiet)
+                                         overwrite=args.overwrite, quiet=args.quiet,
+                                         labelled_index=args.labelled_index)
     print(console_summary(report))
     print(f"wrote {args.out}/{', '.join(FILES)}")
     return 0
@@ -241,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--sampling", default=None, choices=list(SAMPLINGS),
                    help="how a bundle's student items were drawn (default iid); " + "; ".join(
                        f"{k}: {v}" for k, v in SAMPLINGS.items()))
+    e.add_argument("--labelled", type=int, default=None, metavar="K",
+                   help="keep the labels of only K student items, drawn uniformly at random (seeded by --seed): the "
+                        "few-label report (README, 'Certifying a student with few labels')")
+    e.add_argument("--labelled-index", default=None, metavar="FILE",
+                   help="the student items whose labels may be used (.npy or a text file of indices into the "
+                        "evaluation items), assumed a uniformly random draw")
     e.add_argument("--selected-among", type=int, default=None, metavar="E",
                    help="a bundle's student was chosen among E models on these very items: certificates at eta / E "
                         "(default 1: the items played no part in choosing it)")

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from cmkd_bounds.app import figures, results
 from cmkd_bounds.app.bundle import feature_set_from_bundle, load_bundle
 from cmkd_bounds.app.report import write_report
@@ -59,6 +61,21 @@ class Inputs:
     design: dict = field(default_factory=dict)
     structures: dict | None = None
     notes: tuple[str, ...] = ()
+    labelled_items: object = None  # indices of the student items whose labels may be used (a user's index file)
+
+
+def read_index(path, n: int) -> np.ndarray:
+    """The labelled items a user names: a ``.npy`` or a text file of distinct indices into ``n`` evaluation items."""
+    p = Path(path)
+    try:
+        idx = np.load(p, allow_pickle=False) if p.suffix == ".npy" else np.loadtxt(p, dtype=float, ndmin=1)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"--labelled-index {path}: not a .npy or text file of indices ({e})") from e
+    idx = np.asarray(idx).reshape(-1)
+    bad = not len(idx) or np.any(idx != np.round(idx)) or idx.min() < 0 or idx.max() >= n
+    if bad or len(np.unique(idx)) != len(idx):
+        raise ValueError(f"--labelled-index {path}: need distinct integer indices into the {n} evaluation items")
+    return idx.astype(int)
 
 
 def _evaluate(out, settings: BoundSettings, overwrite: bool, quiet: bool, make: Callable[..., Inputs]) -> BoundReport:
@@ -69,7 +86,7 @@ def _evaluate(out, settings: BoundSettings, overwrite: bool, quiet: bool, make: 
     with output_folder(out, overwrite) as tmp:
         inp = make(say)
         report = assemble(inp.features, replace(settings, **inp.design), progress=say, structures=inp.structures,
-                          notes=inp.notes)
+                          notes=inp.notes, labelled_items=inp.labelled_items)
         say("writing the report")
         say("done")
         write_report(report, tmp, title=inp.title, source={**inp.source, "settings": settings.as_dict(),
@@ -83,19 +100,28 @@ def evaluate_features(fs: FeatureSet, out: str | Path, settings: BoundSettings, 
     return _evaluate(out, settings, overwrite, quiet, lambda say: Inputs(features=fs, title=title, source=source or {}))
 
 
-def evaluate_bundle(path, out, settings: BoundSettings, *, overwrite=False, quiet=False) -> BoundReport:
+def _index_source(labelled_index) -> dict:
+    return {"labelled_index": str(Path(labelled_index).resolve()),
+            "labelled_index_sha256": file_sha256(labelled_index)} if labelled_index else {}
+
+
+def evaluate_bundle(path, out, settings: BoundSettings, *, overwrite=False, quiet=False,
+                    labelled_index=None) -> BoundReport:
     def make(say):
         notes = ()
         if settings.posterior == "true":
             notes = ("the user asserted --posterior true: the teacher head's softmax is taken as the true posterior",)
-        return Inputs(features=feature_set_from_bundle(load_bundle(path)), title=f"Bound report for {Path(path).name}",
-                      source={"bundle": str(Path(path).resolve()), "bundle_sha256": file_sha256(path)}, notes=notes)
+        fs = feature_set_from_bundle(load_bundle(path))
+        return Inputs(features=fs, title=f"Bound report for {Path(path).name}",
+                      source={"bundle": str(Path(path).resolve()), "bundle_sha256": file_sha256(path),
+                              **_index_source(labelled_index)}, notes=notes,
+                      labelled_items=read_index(labelled_index, len(fs.student_y)) if labelled_index else None)
 
     return _evaluate(out, settings, overwrite, quiet, make)
 
 
 def evaluate_checkpoints(teacher, student, out, settings: BoundSettings, *, split="test", overwrite=False,
-                         quiet=False) -> BoundReport:
+                         quiet=False, labelled_index=None) -> BoundReport:
     """Bounds of a student checkpoint (and its teacher: given, or the one recorded in the student)."""
     from cmkd_bounds.app.bridge import features_from_checkpoints
     from training.checkpoint import read_checkpoint, resolve_teacher
@@ -117,9 +143,11 @@ def evaluate_checkpoints(teacher, student, out, settings: BoundSettings, *, spli
                          if info["splits_given"] else " (class-stratified, drawn from the split seed)")
                       + ("; its best epoch was chosen by accuracy on this split" if split == "val" else
                          "; neither model saw it in training or selection"))
-        return Inputs(features=cf.features, title=title, source=info,
+        return Inputs(features=cf.features, title=title, source={**info, **_index_source(labelled_index)},
                       design={"sampling": info["sampling"], "selected_among": info["selected_among"]},
-                      structures={r: info[f"{r}_structure"] for r in ("teacher", "student")}, notes=(split_note,))
+                      structures={r: info[f"{r}_structure"] for r in ("teacher", "student")}, notes=(split_note,),
+                      labelled_items=read_index(labelled_index, len(cf.features.student_y)) if labelled_index
+                      else None)
 
     return _evaluate(out, settings, overwrite, quiet, make)
 

@@ -364,7 +364,7 @@ CASES = [
         bundle_case(student_z=np.zeros((90, 5)), student_W=np.zeros((3, 5))),
         r"differ in size: 2 vs 5",
     ),
-    Case("labels outside 0..C-1", "files", bundle_case(student_y=np.full(90, 7)), r"labels outside 0..2"),
+    Case("labels outside 0..C-1", "files", bundle_case(student_y=np.full(90, 7)), r"labels outside -1..2"),
     Case(
         "head class count differs from the labels'",
         "files",

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from cmkd_bounds import names
 from cmkd_bounds.app import figures
-from cmkd_bounds.app.results import to_json, write_bound_json
+from cmkd_bounds.app.results import to_json, write_bound_json, write_items
 from cmkd_bounds.app.tables import csv_text, fmt, markdown
 from cmkd_bounds.atomic import write_bytes, write_text
 from cmkd_bounds.bound_report import BoundReport
@@ -60,15 +62,46 @@ def report_md(report: BoundReport, title: str = "Bound report") -> str:
                             "student_teacher_loss", names.W1_FEATURE, "w1_margin", "metric", "term", "slack")
                 if any(k in r for r in pc)]
         lines += ["## Class-conditional terms", "", markdown(pc, keys), ""]
+    lines += few_label_section(report)
     lines += ["## Assumptions", ""] + [f"- {a}" for a in report.assumptions]
     lines += ["", "## Settings", "", "```json", to_json(s.as_dict()).rstrip("\n"), "```", ""]
     return "\n".join(lines)
+
+
+def few_label_section(report: BoundReport) -> list[str]:
+    """With few labels: every few-label certificate of the pool and of the population, side by side, and how well each
+    surrogate predicts the loss on the labelled items."""
+    if not report.pool:
+        return []
+    p, rows = report.pool, []
+    for form in names.FEW_LABEL:
+        pool, pop = report.bounds[names.pool_form(form)], report.bounds[form]
+        rows.append({"certificate": form, "pool": pool.value, "population": pop.value, "bounds": pop.target,
+                     "how": pop.note.split(", at eta / 2")[0]})
+    hidden = (f" The pool's own clipped risk is {p['hidden_risk_clipped']:.4g} and its 0-1 error "
+              f"{p['hidden_error01']:.4g} ({p['note']})." if "hidden_risk_clipped" in p else "")
+    items = report.items
+    lab = items["labelled"]
+    corr = []
+    for s in names.SURROGATES:
+        target = items["error" if s.endswith("confidence") else "loss_clipped"][lab]
+        g = items[f"surrogate_{s}"][lab]
+        r = float(np.corrcoef(g, target)[0, 1]) if np.ptp(g) > 0 and np.ptp(target) > 0 else float("nan")
+        corr.append({"surrogate": s, "predicts": "0-1 error" if s.endswith("confidence") else "clipped CE",
+                     "correlation on the labelled items": r})
+    return ["## Few labels", "", f"{p['labelled']} of the {p['n']} student items are labelled ({p['draw']}). The pool "
+            f"column certifies the clipped risk (or 0-1 error) of the {p['n']}-item pool; the population column lifts "
+            "it to the population (eta split in halves). Each holds with probability >= "
+            f"{1 - report.settings.eta:.2f} on its own.{hidden}", "", markdown(rows), "",
+            "How well each label-free surrogate predicts the loss (Pearson correlation on the labelled items; a "
+            "prediction-powered certificate gains only when it is high):", "", markdown(corr), ""]
 
 
 def write_report(report: BoundReport, folder: str | Path, title: str = "Bound report", source: dict | None = None):
     """Write every file of :data:`cmkd_bounds.app.results.REPORT_FILES` into ``folder``."""
     folder = Path(folder)
     write_bound_json(report, folder, source)
+    write_items(report, folder)
     write_text(folder / "terms.csv", terms_csv(report))
     write_text(folder / "report.md", report_md(report, title))
     write_bytes(folder / "bound_gap.png", figures.fig_bound_gap(report))

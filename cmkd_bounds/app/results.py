@@ -26,8 +26,11 @@ from cmkd_bounds.atomic import file_sha256, write_text
 
 BOUND_JSON = "bound.json"
 SCHEMA = 2  # the layout of bound.json; 1: before gap-chain steps said ``part`` (they said ``kind``)
-REPORT_FILES = ("bound.json", "terms.csv", "report.md", "bound_gap.png", "gap_waterfall.png", "rates.png",
+ITEMS = "items.npz"
+REPORT_FILES = ("bound.json", "terms.csv", "report.md", ITEMS, "bound_gap.png", "gap_waterfall.png", "rates.png",
                 "lipschitz.png")
+ITEM_TYPES = {"prediction": np.int16, "label": np.int16, "labelled": np.bool_, "loss_clipped": np.float32,
+              "error": np.float32}  # anything else (the surrogates) as float32
 
 # the terms a summary row carries, and the columns correlate reads
 TERM_COLUMNS = (names.TEACHER_TERM, names.STUDENT_TERM, names.LABEL_ALIGNMENT, names.LABEL_ALIGNMENT_CLIPPED,
@@ -80,6 +83,26 @@ def bound_json(report, source: dict | None = None) -> str:
 
 def write_bound_json(report, folder: str | Path, source: dict | None = None) -> Path:
     return write_text(Path(folder) / BOUND_JSON, bound_json(report, source))
+
+
+def write_items(report, folder: str | Path) -> Path:
+    """``items.npz``: the per-item arrays of the student's evaluation items (predictions, labels, which were labelled,
+    clipped losses and errors where known, the label-free surrogates), compressed and in small types."""
+    import io
+
+    from cmkd_bounds.atomic import write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v).astype(ITEM_TYPES.get(k, np.float32)) for k, v in
+                                report.items.items()})
+    return write_bytes(Path(folder) / ITEMS, buf.getvalue())
+
+
+def read_items(folder: str | Path) -> dict[str, np.ndarray]:
+    """The per-item arrays of a report folder (:func:`write_items`)."""
+    from cmkd_bounds.atomic import read_npz
+
+    return read_npz(Path(folder) / ITEMS, "an items file", ValueError)
 
 
 def read_bound(folder: str | Path) -> dict:
