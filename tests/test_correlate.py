@@ -55,3 +55,44 @@ def test_correlate_command_writes_table_and_figure(tmp_path, capsys):
     assert (tmp_path / "correlation.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["correlate", str(tmp_path / "missing")]) == 2
     assert "no summary of runs" in capsys.readouterr().err
+
+
+def test_a_constant_measure_gets_no_tau_and_no_sort_value(tmp_path):
+    """Issue 23 #9: a measure that never varies printed a mean tau of -9.00 (an internal sort value)."""
+    rows = [{**r, "constant": 0.5} for r in family()]
+    (tmp_path / "summary.csv").write_text(csv_text(rows))
+    assert main(["correlate", str(tmp_path), "--bootstrap", "50"]) == 0
+    md = (tmp_path / "correlation.md").read_text()
+    assert "-9.00" not in md and "| constant | - | - | - (constant) |" in md
+
+
+def test_runs_of_different_data_are_never_pooled():
+    """Issue 23 #10: two datasets (here a measure that only tells them apart) form separate strata, and each has its
+    own pooled stratum; pooling them made a label-free term look predictive (tau +0.77)."""
+    rows = []
+    for data, shift in (("avmnist", 0.0), ("views.npz#abc", 0.5)):
+        for r in family(20, seed=int(shift * 10)):
+            rows.append({**r, "data": data, "observed_error01": r["observed_error01"] + shift,
+                         "observed_risk": r["observed_risk"] + shift, "data_only": shift})
+    res = co.correlate_rows(rows, n_boot=50)
+    pooled = [r for r in res if r["direction"] == "all" and r["measure"] == "data_only"]
+    assert {r["data"] for r in pooled} == {"avmnist", "views.npz#abc"} and all(math.isnan(r["tau_error"])
+                                                                                for r in pooled)
+    assert {r["runs"] for r in pooled} == {20}
+
+
+def test_sign_error_and_disagreement(tmp_path):
+    rows = family(16)
+    mono = co.sign_error(rows, "monotone", "observed_error01")
+    rev = co.sign_error(rows, "reversed", "observed_error01")
+    assert mono == (0.0, 0.0) and rev == (1.0, 1.0)
+    # GDE: two seeds of one configuration disagree on 1 of 4 test items; a third configuration has no partner
+    base = {"data": "d", "direction": "x", "labels_per_class": 0, "protocol": "p", "method": "ce", "lambda_fa": 0.1,
+            "inner_lr": 0.0, "n1": 1}
+    runs = [{**base, "run": "a", "seed": 0}, {**base, "run": "b", "seed": 1}, {**base, "run": "c", "seed": 0,
+                                                                                "method": "ucmkd"}]
+    for name, pred in (("a", [0, 1, 2, 3]), ("b", [0, 1, 2, 0]), ("c", [1, 1, 1, 1])):
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "items.npz", prediction=np.array(pred))
+    gde = {r["run"]: r[co.GDE] for r in co.add_disagreement(runs, tmp_path)}
+    assert gde == {"a": 0.25, "b": 0.25, "c": None}

@@ -189,6 +189,13 @@ def test_multiseed_table_and_evaluate_runs(teacher_ckpt, tmp_path, capsys):
     mtime = (tmp_path / "ev" / "seed0__student" / "bound.json").stat().st_mtime
     assert main(["evaluate", "--runs", str(tmp_path / "ms"), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
     assert (tmp_path / "ev" / "seed0__student" / "bound.json").stat().st_mtime == mtime
+    # issue 23 #10: an unfinished run (no result.json) is left out, and said so, never mixed in with test_acc None
+    (tmp_path / "ms" / "seed1" / "student" / "result.json").unlink()
+    capsys.readouterr()
+    assert main(["evaluate", "--runs", str(tmp_path / "ms"), "--out", str(tmp_path / "ev"), "--quiet"]) == 0
+    assert "skipping 1 unfinished run(s) (no result.json): seed1/student" in capsys.readouterr().err
+    assert len((tmp_path / "ev" / "summary.csv").read_text().splitlines()) == 2
+    assert "Skipped 1 unfinished run(s)" in (tmp_path / "ev" / "summary.md").read_text()
 
 
 def test_robustness_presets_shape_the_training_pools():

@@ -72,9 +72,25 @@ def features_from_checkpoints(teacher_path, student_path, split: str = "test", p
             "seed": cfg.seed, "labels_per_class": cfg.labels_per_class, "training_cost": cfg.cost,
             "teacher_structure": count_structure(teacher), "student_structure": count_structure(student),
             "teacher_modality": tmeta.modality_name, "student_modality": smeta.modality_name,
+            "direction": direction(tmeta, smeta), "data": data_name(smeta),
             "pairing": smeta.pairing, "config": smeta.config,
             "splits_given": bool(pair.splits), **held_out_design(student_path, smeta.config, split, bool(pair.splits))}
     return CheckpointFeatures(fs, info)
+
+
+def direction(tmeta, smeta) -> str:
+    """``teacher -> student`` by modality (``image->audio``), or by view name where the modalities are alike."""
+    t, s = (tmeta.modality, smeta.modality) if tmeta.modality != smeta.modality else \
+        (tmeta.modality_name, smeta.modality_name)
+    return f"{t}->{s}"
+
+
+def data_name(meta) -> str:
+    """The data a run saw: the shipped dataset's name, or a user's file by name and content (first 12 hex of its
+    SHA-256), so that runs on two files are never pooled."""
+    if meta.dataset != "arrays":
+        return meta.dataset
+    return f"{Path(meta.data.get('path') or 'arrays').name}#{(meta.data.get('sha256') or '')[:12]}"
 
 
 def held_out_design(student_path, config: dict, split: str, splits_given: bool) -> dict:

@@ -174,6 +174,14 @@ def evaluate_runs(runs: str | Path, out: str | Path, settings: BoundSettings, *,
     students = find_student_runs(runs)
     if not students:
         raise FileNotFoundError(f"{runs}: no student run (best.safetensors of a student) found")
+    unfinished = [ck.parent for ck in students if not results.run_finished(ck.parent)]
+    students = [ck for ck in students if results.run_finished(ck.parent)]
+    if unfinished:  # a run still training (or cut) has no final checkpoint and no test accuracy: never mixed in
+        print(f"evaluate --runs: skipping {len(unfinished)} unfinished run(s) (no result.json): "
+              f"{', '.join(str(u.relative_to(runs)) for u in unfinished[:5])}"
+              f"{' ...' if len(unfinished) > 5 else ''}", file=sys.stderr)
+    if not students:
+        raise FileNotFoundError(f"{runs}: every student run is unfinished (no result.json); finish or resume them")
     manifest = {"runs": str(runs.resolve()), "split": split, "settings": settings.as_dict()}
     with claim(out):
         if out.exists() and any(out.iterdir()):
@@ -197,6 +205,8 @@ def evaluate_runs(runs: str | Path, out: str | Path, settings: BoundSettings, *,
                 report = results.read_bound(folder)
             rows.append(results.summary_row(name, ck, report))
         write_text(out / "summary.csv", csv_text(rows))
-        write_text(out / "summary.md", markdown(rows, list(results.SUMMARY_COLUMNS)))
+        skipped = (f"\nSkipped {len(unfinished)} unfinished run(s) (no result.json): "
+                   f"{', '.join(str(u.relative_to(runs)) for u in unfinished)}.\n" if unfinished else "")
+        write_text(out / "summary.md", markdown(rows, list(results.SUMMARY_COLUMNS)) + skipped)
         write_bytes(out / "bound_gap_by_method.png", figures.fig_runs(rows))
     return rows

@@ -35,10 +35,12 @@ ITEM_TYPES = {"prediction": np.int16, "label": np.int16, "labelled": np.bool_, "
 # the terms a summary row carries, and the columns correlate reads
 TERM_COLUMNS = (names.TEACHER_TERM, names.STUDENT_TERM, names.LABEL_ALIGNMENT, names.LABEL_ALIGNMENT_CLIPPED,
                 names.CLASS_DELTA, names.TRANSPORT_FEATURE, names.TRANSPORT_FEATURE_TRUNCATED,
-                names.TRANSPORT_LOGIT_L2, names.TRANSPORT_LOGIT_OSC, names.TAU_FEATURE, names.TAU_LOWER)
+                names.TRANSPORT_LOGIT_L2, names.TRANSPORT_LOGIT_OSC, names.TAU_FEATURE, names.TAU_LOWER,
+                *names.PREDICTORS)
 LABEL_FREE = (names.TEACHER_TERM, names.STUDENT_TERM, names.TRANSPORT_FEATURE, names.TRANSPORT_FEATURE_TRUNCATED,
               names.TRANSPORT_LOGIT_L2, names.TRANSPORT_LOGIT_OSC, names.W1_FEATURE, names.TAU_FEATURE,
-              names.TAU_LOWER)
+              names.TAU_LOWER, *names.PREDICTORS, "predictor_gde")
+PREDICTOR_COLUMNS = (*names.PREDICTORS, "predictor_gde")  # label-free error predictors (GDE: added by correlate)
 BASELINES = ("teacher_head_on_student_error01", "train_ce", names.bound_column(names.HELD_OUT_KL))
 SUMMARY_COLUMNS = ("run", "method", "labels_per_class", "seed", "test_acc", "observed_risk", "observed_error01",
                    *(names.bound_column(f) for f in (names.ASYMPTOTIC_SHARPEST, names.ASYMPTOTIC_FEATURE,
@@ -157,7 +159,8 @@ def summary_row(name: str, checkpoint: str | Path, report: dict) -> dict:
     res = run_result(run) if run_finished(run) else {}
     hist = run_metrics(run)
     terms = {t["name"]: t["value"] for t in report["terms"]}
-    row = {"run": name, "direction": "audio->image" if cfg.get("swap") else "image->audio",
+    direction = src.get("direction") or ("audio->image" if cfg.get("swap") else "image->audio")  # layout 1: avmnist
+    row = {"run": name, "data": src.get("data", cfg.get("dataset")), "direction": direction,
            "dataset": cfg.get("dataset"), "method": cfg.get("method"), "protocol": cfg.get("protocol"),
            "labels_per_class": cfg.get("labels_per_class", 0), "seed": cfg.get("seed"),
            "lambda_fa": cfg.get("lambda_fa"), "inner_lr": cfg.get("inner_lr"), "n1": cfg.get("n1"),
