@@ -206,6 +206,22 @@ def test_log_domain_takes_over_where_the_kernel_underflows():
     assert float((gr - ref_g).abs().max()) <= 1e-8 * float(ref_g.abs().max())
 
 
+def test_log_domain_gradient_is_the_same_when_the_half_step_plans_are_recomputed(monkeypatch):
+    """Issue 23 #7: the log-domain reverse pass keeps the half-step plans of the forward pass when they fit, and
+    recomputes them otherwise; both are the same derivative, equal to autograd through POT's log-domain iterates."""
+    from training import alignment
+
+    g = torch.Generator().manual_seed(5)
+    C = torch.cdist(torch.randn(30, 8, generator=g) * 50, torch.randn(20, 8, generator=g) * 50).double()
+    ref_v, ref_g = _value_and_grad(lambda c: _pot_value(c, method="sinkhorn_log"), C)
+    kept_v, kept_g = _value_and_grad(lambda c: transport_cost(c, 0.1), C)
+    monkeypatch.setattr(alignment, "LOG_KEEP_BYTES", 0)
+    rec_v, rec_g = _value_and_grad(lambda c: transport_cost(c, 0.1), C)
+    assert kept_v == rec_v == pytest.approx(ref_v, rel=1e-9)
+    assert float((kept_g - rec_g).abs().max()) <= 1e-10 * float(ref_g.abs().max())  # rounding apart
+    assert float((kept_g - ref_g).abs().max()) <= 1e-8 * float(ref_g.abs().max())
+
+
 @pytest.mark.parametrize("dim", [16, 64])
 def test_float32_official_l2_gradient_breaks_ours_is_finite_and_exact(dim):
     """Unit-scale features: ``exp(-C / 0.1)`` underflows in float32 for part of the matrix (16-d:

@@ -17,8 +17,9 @@ The authors' float32 kernel underflows where ``C / eps`` exceeds about 103 (``ex
 float32's smallest subnormal), as the l2 cost does at unit feature scale: the gradient is NaN when
 part of ``K`` underflows and zero when all of it does. We iterate in the kernel domain, with ``C``
 shifted by its minimum (which changes neither the plan nor ``W``), while ``(max C - min C) / eps``
-is below :data:`KERNEL_MAX_RANGE`, and in the log domain otherwise; both give the same iterates up
-to rounding.
+is below :data:`KERNEL_MAX_RANGE`, and in the log domain otherwise (both in NumPy: a handful of
+array operations per iteration, no per-operation autograd bookkeeping); both give the same iterates
+up to rounding.
 
 Two gradients of ``W`` are offered (``grad=``):
 
@@ -31,6 +32,14 @@ Two gradients of ``W`` are offered (``grad=``):
       U_{t-1} = -u_{t-1} o (K beta_t)
 
       dW/dC = P - (C o P) / eps + K o sum_t (alpha_t v_t^T + u_{t-1} beta_t^T) / eps
+
+  In the log domain the scalings themselves may overflow, so the same recursion runs on the adjoints
+  divided by their scalings, ``A~_t = alpha_t / u_t``, ``B~_t = beta_t / v_t``: with the plans of every
+  half-step, ``Pi_t = diag(u_t) K diag(v_t)`` and ``Xi_t = diag(u_{t-1}) K diag(v_t)`` (entries in
+  ``[0, 1]``, kept from the forward pass), ``B~_t = -(Pi_t^T A~_t) / b`` (plus ``(C o P)^T 1 / b`` at
+  ``t = T``), ``A~_{t-1} = -(Xi_t B~_t) / a`` and
+  ``dW/dC = P - (C o P) / eps + sum_t (A~_t o Pi_t + Xi_t o B~_t^T) / eps``: two matrix-vector products
+  and two scaled additions per iteration, no exponential.
 
 - ``"envelope"``: the plan held fixed, ``dW/dC = P``. At the exact optimum ``P*`` this is the
   gradient of the entropic objective ``OT_eps(C) = min_P <C, P> - eps H(P) = <C, P*> - eps H(P*)``
@@ -191,19 +200,113 @@ def _kernel_iterates_recorded(C: torch.Tensor, eps: float, iters: int, stop_thr:
     return u[:, None] * K * v[None, :], T
 
 
-def _solve(C: torch.Tensor, eps: float, iters: int, stop_thr: float, check_every: int):
-    """Kernel-domain iterates when safe: ``(Cs, K, U, V, T)`` in NumPy, else ``None``."""
+# ----------------------------------------------------------------------------- log domain (NumPy, float64)
+LOG_KEEP_BYTES = 256 * 2**20  # half-step plans kept for the backward pass up to this size, recomputed beyond
+EXP_FLOOR = -600.0  # exp(-600) = 3e-261: below it a term changes a log-sum-exp by < 1e-260, and products of
+# such terms with the scaled adjoints stay clear of subnormal numbers (whose arithmetic is 100 times slower)
+
+
+@dataclass
+class _LogSolution:
+    """The log-domain iterates: ``lu`` ``(T + 1, n)``, ``lv`` ``(T, m)``, the final plan, and the half-step plans
+    ``Pi`` and ``Xi`` ``(T, n, m)`` (module docstring) when they fit in :data:`LOG_KEEP_BYTES`."""
+
+    Cs: np.ndarray
+    logK: np.ndarray
+    lu: np.ndarray
+    lv: np.ndarray
+    T: int
+    plan: np.ndarray
+    Pi: np.ndarray | None
+    Xi: np.ndarray | None
+
+
+def _log_iterates_np(Cs: np.ndarray, eps: float, iters: int, stop_thr: float, check_every: int,
+                     keep: bool) -> _LogSolution:
+    """POT's iterates in the log domain: ``log v_t = log b - lse_i(log K + log u_{t-1})``,
+    ``log u_t = log a - lse_j(log K + log v_t)``, each log-sum-exp shifted by its maximum."""
+    n, m = Cs.shape
+    a, b = 1.0 / n, 1.0 / m
+    logK = Cs / -eps
+    keep = keep and 2 * 8 * n * m * iters <= LOG_KEEP_BYTES
+    lu = np.empty((iters + 1, n))
+    lv = np.empty((iters, m))
+    lu[0] = math.log(a)
+    Pi, Xi = (np.empty((iters, n, m)), np.empty((iters, n, m))) if keep else (None, None)
+    M = np.empty((n, m))
+    T, plan = iters, None
+    for i in range(iters):
+        np.add(logK, lu[i][:, None], out=M)
+        cmax = M.max(0)
+        M -= cmax
+        np.maximum(M, EXP_FLOOR, out=M)  # exp below this is subnormal (slow) and negligible beside the max's 1
+        np.exp(M, out=M)
+        s1 = M.sum(0)
+        lv[i] = math.log(b) - cmax - np.log(s1)
+        if keep:
+            np.multiply(M, b / s1, out=Xi[i])
+        np.add(logK, lv[i][None, :], out=M)
+        rmax = M.max(1)
+        M -= rmax[:, None]
+        np.maximum(M, EXP_FLOOR, out=M)
+        np.exp(M, out=M)
+        s2 = M.sum(1)
+        lu[i + 1] = math.log(a) - rmax - np.log(s2)
+        P = np.multiply(M, (a / s2)[:, None], out=Pi[i] if keep else None)
+        if i % check_every == 0 or i == iters - 1:
+            plan = P
+            col = P.sum(0) - b
+            if math.sqrt(float(col @ col)) < stop_thr:
+                T = i + 1
+                break
+    if T == iters and plan is not P:
+        plan = P
+    return _LogSolution(Cs, logK, lu[: T + 1], lv[:T], T, plan, None if Pi is None else Pi[:T],
+                        None if Xi is None else Xi[:T])
+
+
+def _log_backward(s: _LogSolution, eps: float) -> np.ndarray:
+    """``dW/dC`` through the ``T`` log-domain iterations by the scaled adjoints of the module docstring."""
+    n, m = s.Cs.shape
+    a, b = 1.0 / n, 1.0 / m
+    P = s.plan
+    CP = s.Cs * P
+    A, B = np.empty((s.T, n)), np.empty((s.T, m))  # A~_{t-1} and B~_{t-1} of step t = T..1
+    G = np.zeros((n, m))
+    At = CP.sum(1) / a
+    for t in range(s.T, 0, -1):
+        if s.Pi is not None:
+            Pi, Xi = s.Pi[t - 1], s.Xi[t - 1]
+        else:  # recomputed from the log-scalings
+            Pi = np.exp(np.maximum(s.logK + s.lu[t][:, None] + s.lv[t - 1][None, :], EXP_FLOOR))
+            Xi = np.exp(np.maximum(s.logK + s.lu[t - 1][:, None] + s.lv[t - 1][None, :], EXP_FLOOR))
+        A[t - 1] = At
+        Bt = (Pi.T @ At) * (-1.0 / b)
+        if t == s.T:
+            Bt += CP.sum(0) / b
+        B[t - 1] = Bt
+        if s.Pi is None:
+            G += At[:, None] * Pi + Xi * Bt[None, :]
+        if t > 1:
+            At = (Xi @ Bt) * (-1.0 / a)
+    if s.Pi is not None:  # the accumulation, vectorised over the iterations
+        G = np.einsum("ti,tij->ij", A, s.Pi) + np.einsum("tij,tj->ij", s.Xi, B)
+    return P - CP / eps + G / eps
+
+
+def _solve(C: torch.Tensor, eps: float, iters: int, stop_thr: float, check_every: int, keep: bool = False):
+    """The iterates of ``C`` in NumPy: ``(Cs, K, U, V, T)`` in the kernel domain when it is safe, else a
+    :class:`_LogSolution` (with the half-step plans when ``keep``, for the backward pass)."""
     Cn = C.detach().to("cpu", torch.float64).numpy()
     lo = float(Cn.min())
-    if (float(Cn.max()) - lo) / eps >= KERNEL_MAX_RANGE:
-        return None
     Cs = Cn - lo
-    K = np.exp(Cs / -eps)
-    it = _kernel_iterates(K, int(iters), float(stop_thr), int(check_every))
-    if it is None:
-        return None
-    U, V, T = it
-    return Cs, K, U, V, T
+    if (float(Cn.max()) - lo) / eps < KERNEL_MAX_RANGE:
+        K = np.exp(Cs / -eps)
+        it = _kernel_iterates(K, int(iters), float(stop_thr), int(check_every))
+        if it is not None:
+            U, V, T = it
+            return Cs, K, U, V, T
+    return _log_iterates_np(Cs, eps, int(iters), float(stop_thr), int(check_every), keep)
 
 
 def sinkhorn(C: torch.Tensor, eps: float, iters: int = 100, stop_thr: float = STOP_THR,
@@ -233,12 +336,11 @@ def sinkhorn(C: torch.Tensor, eps: float, iters: int = 100, stop_thr: float = ST
     """
     with torch.no_grad():
         k = _solve(C, eps, iters, stop_thr, check_every)
-        if k is not None:
-            _, K, U, V, T = k
-            P = U[T][:, None] * K * V[T - 1][None, :]
-            return SinkhornResult(torch.from_numpy(P).to(C.device), T, "kernel")
-        P, T = _log_iterates(C.detach().double(), eps, iters, stop_thr, check_every)
-        return SinkhornResult(P, T, "log")
+        if isinstance(k, _LogSolution):
+            return SinkhornResult(torch.from_numpy(k.plan).to(C.device), k.T, "log")
+        _, K, U, V, T = k
+        P = U[T][:, None] * K * V[T - 1][None, :]
+        return SinkhornResult(torch.from_numpy(P).to(C.device), T, "kernel")
 
 
 def sinkhorn_log(C: torch.Tensor, eps: float, iters: int = 100, tol: float = STOP_THR,
@@ -258,16 +360,22 @@ class _UnrolledCost(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, C, eps, iters, stop_thr, solved):
-        Cs, K, U, V, T = solved
-        P = torch.from_numpy(U[T][:, None] * K * V[T - 1][None, :]).to(C.device)
+        if isinstance(solved, _LogSolution):
+            P = torch.from_numpy(solved.plan).to(C.device)
+        else:
+            Cs, K, U, V, T = solved
+            P = torch.from_numpy(U[T][:, None] * K * V[T - 1][None, :]).to(C.device)
         ctx.eps, ctx.iters, ctx.stop_thr, ctx.solved = eps, iters, stop_thr, solved
         ctx.save_for_backward(C)
         return (C * P).sum()
 
     @staticmethod
     def backward(ctx, grad):
-        Cs, K, U, V, _ = ctx.solved
-        G = _kernel_backward(Cs, K, U, V, ctx.eps)
+        if isinstance(ctx.solved, _LogSolution):
+            G = _log_backward(ctx.solved, ctx.eps)
+        else:
+            Cs, K, U, V, _ = ctx.solved
+            G = _kernel_backward(Cs, K, U, V, ctx.eps)
         if np.isfinite(G).all():
             G = torch.from_numpy(G).to(grad.device)
         else:  # squared scalings beyond float64: the same derivative through the log-domain iterates
@@ -304,9 +412,8 @@ def transport_cost(C: torch.Tensor, eps: float, iters: int = 100, grad: str = "u
     if grad == "envelope" or not (torch.is_grad_enabled() and C.requires_grad):
         return (C64 * sinkhorn(C, eps, iters, stop_thr).plan).sum().to(C.dtype)
     if not twice_differentiable:
-        solved = _solve(C, eps, iters, stop_thr, CHECK_EVERY)
-        if solved is not None:
-            return _UnrolledCost.apply(C64, eps, iters, stop_thr, solved).to(C.dtype)
+        solved = _solve(C, eps, iters, stop_thr, CHECK_EVERY, keep=True)
+        return _UnrolledCost.apply(C64, eps, iters, stop_thr, solved).to(C.dtype)
     if float(C64.detach().max() - C64.detach().min()) / eps < KERNEL_MAX_RANGE:
         P, _ = _kernel_iterates_recorded(C64, eps, int(iters), float(stop_thr), CHECK_EVERY)
         if torch.isfinite(P).all():
