@@ -59,8 +59,10 @@ def _rows(data: ModalityData, idx, device):
     return _to(data.x[idx], device), _to(lengths, device)
 
 
-def make_batch(plan: EpochPlan, i: int, batch_size: int, data: ModalityData, t_feats, t_logits, device) -> Batch:
-    """The ``i``-th batch of the epoch (labelled items, and the label-free batch in the few-label regime)."""
+def make_batch(plan: EpochPlan, i: int, batch_size: int, data: ModalityData, t_feats, t_logits, device,
+               t_labels=None) -> Batch:
+    """The ``i``-th batch of the epoch (labelled items, and the label-free batch in the few-label regime), with the
+    partners' teacher features, logits and labels (``t_labels``) and the items' places in the pool."""
     sl = np.arange(i * batch_size, (i + 1) * batch_size)
     fa_b = plan.order[i * batch_size : (i + 1) * batch_size]
     if plan.semi:
@@ -69,12 +71,15 @@ def make_batch(plan: EpochPlan, i: int, batch_size: int, data: ModalityData, t_f
     else:
         lab_b = fa_b
     x, lengths = _rows(data, lab_b, device)
-    b = Batch(x=x, y=_to(data.y[lab_b], device), lengths=lengths)
+    b = Batch(x=x, y=_to(data.y[lab_b], device), lengths=lengths, idx=torch.as_tensor(lab_b))
+    labels = None if t_labels is None else torch.as_tensor(np.asarray(t_labels))
     if plan.partners is not None:
         p = torch.as_tensor(plan.partners[lab_b])
         b.zt, b.tlogits = _to(t_feats[p], device), _to(t_logits[p], device)
+        b.yt = None if labels is None else _to(labels[p], device)
         if plan.semi:
             q = torch.as_tensor(plan.partners[fa_b])
             b.fa_x, b.fa_lengths = _rows(data, fa_b, device)
             b.fa_zt, b.fa_tlogits = _to(t_feats[q], device), _to(t_logits[q], device)
+            b.fa_yt, b.fa_idx = (None if labels is None else _to(labels[q], device)), torch.as_tensor(fa_b)
     return b

@@ -25,7 +25,8 @@ RESUMABLE_CHANGES = frozenset({"epochs", "quiet", "resume", "overwrite", "device
 class TrainConfig:
     # what to train
     role: str = "student"  # teacher | student
-    method: str = "ucmkd"  # students: ce | vanilla_kd | feature_kd | joint | ucmkd (teachers: ce)
+    method: str = "ucmkd"  # students: ce | vanilla_kd | feature_kd | joint | ucmkd | deepjdot | dann | coral
+    #                          | ot_pseudo (teachers: ce)
     teacher: str | None = None  # teacher checkpoint, for students
     # data
     dataset: str = DEFAULT_DATASET
@@ -63,6 +64,17 @@ class TrainConfig:
     bn_updates: str = "official"  # ucmkd: official: running stats updated n1 + n2 + 1 times per step | once
     label_smoothing: float = 0.0  # ucmkd: LA and outer CE (0.1: the official RAVDESS variant); teachers ignore it
     bilevel: str = "first_order"  # ucmkd: first_order (official) | second_order (through the inner steps)
+    # domain adaptation (deepjdot, dann, coral, ot_pseudo)
+    lambda_da: float = 1.0  # weight of the adaptation loss beside CE (dann: the gradient-reversal scale)
+    jdot_alpha: float = 0.01  # deepjdot: weight of the squared feature distance in the joint cost
+    jdot_lambda: float = 1.0  # deepjdot: weight of the label term CE(teacher label, h_S(z_S)) in the joint cost
+    dann_hidden: int = 64  # dann: hidden units of the domain discriminator
+    coral_mean: float = 1.0  # coral: weight of the mean-matching term beside the covariance one
+    pseudo_every: int = 2  # ot_pseudo: epochs between two refits of the pseudo-labels
+    pseudo_reg_e: float = 0.05  # ot_pseudo: entropic regularisation (cost normalised by its maximum)
+    pseudo_reg_cl: float = 1.0  # ot_pseudo: class-wise group-lasso regularisation
+    pseudo_teacher: int = 500  # ot_pseudo: teacher items per refit (a seeded subsample)
+    pseudo_iters: int = 50  # ot_pseudo: Sinkhorn iterations per majorisation step of the group-lasso OT
     kd_temperature: float = 4.0
     kd_alpha: float = 0.9
     steer_every: int = 50  # steps between bi-level steering diagnostics (0: never)
@@ -101,13 +113,18 @@ class TrainConfig:
             raise ValueError(f"unknown cost {self.cost!r}; known: {', '.join(COSTS)}")
         if self.role == "student" and not self.teacher:
             raise ValueError("a student run needs --teacher CHECKPOINT")
-        for name in ("epochs", "batch_size", "sinkhorn_iters", "feat_dim"):
+        for name in ("epochs", "batch_size", "sinkhorn_iters", "feat_dim", "dann_hidden", "pseudo_every",
+                     "pseudo_teacher", "pseudo_iters"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.n1 < 0 or self.n2 < 0 or self.labels_per_class < 0:
             raise ValueError("n1, n2 and labels_per_class must be >= 0")
         if self.lr <= 0 or self.reg <= 0 or self.grad_clip <= 0:
             raise ValueError("lr, reg and grad_clip must be > 0")
+        if min(self.lambda_da, self.jdot_alpha, self.jdot_lambda, self.coral_mean) < 0 or \
+                min(self.pseudo_reg_e, self.pseudo_reg_cl) <= 0:
+            raise ValueError("lambda_da, jdot_alpha, jdot_lambda and coral_mean must be >= 0, pseudo_reg_e and "
+                             "pseudo_reg_cl > 0")
         for name, choices in (("fa_grad", FA_GRADS), ("bn_updates", BN_UPDATES), ("bilevel", BILEVEL_ORDERS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")

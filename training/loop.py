@@ -45,7 +45,7 @@ from training.distributed import (
     sync_buffers,
     wait_for_all,
 )
-from training.methods import Method, make_method
+from training.methods import EpochContext, Method, make_method
 from training.models import Model, make_spec
 from training.prepare import accuracy, labelled_subset, predict, prepare_data, selection_items
 from training.run_folder import RunFolder
@@ -175,6 +175,7 @@ def _train(cfg: TrainConfig, run: RunFolder, rank: int, world: int, device) -> R
         last, _ = load_model(run.file("last.safetensors"), device=device)
         s.model.load_state_dict(last.state_dict())
         s.optimizer.load_state_dict(st["optimizer"])
+        s.method.load_state_dict(st.get("method", {}))
         start, best_acc, s.method.steps = int(st["epoch"]) + 1, float(st["best_acc"]), int(st["steps"])
         history = run.history(start)
         if rank == 0:
@@ -220,13 +221,16 @@ def _epoch(cfg: TrainConfig, s: _Setup, run: RunFolder, epoch: int, rank: int, w
     s.model.train()
     torch.manual_seed(cfg.seed * 100_003 + epoch)
     plan = plan_epoch(cfg, s.y_train, s.lab, s.teacher_y, s.corr, epoch)
+    s.method.begin_epoch(EpochContext(pool=s.data_train, t_feats=s.t_feats, t_labels=None if s.teacher_y is None
+                                      else torch.as_tensor(s.teacher_y), epoch=epoch, seed=cfg.seed, device=device))
     # every rank takes the same number of steps (all-reduce needs it): wrap around when uneven
     mine = [(rank + world * j) % plan.steps for j in range(math.ceil(plan.steps / world))]
     sums = {}
     bar = tqdm(mine, desc=f"{_label(cfg)} epoch {epoch + 1}/{cfg.epochs}", disable=cfg.quiet or rank != 0,
                leave=False)
     for i in bar:
-        metrics = s.method.step(make_batch(plan, i, cfg.batch_size, s.data_train, s.t_feats, s.t_logits, device))
+        metrics = s.method.step(make_batch(plan, i, cfg.batch_size, s.data_train, s.t_feats, s.t_logits, device,
+                                           s.teacher_y))
         if not math.isfinite(metrics["loss"]):
             last = run.file("last.safetensors")
             raise TrainingDiverged(
@@ -254,7 +258,8 @@ def _save_epoch(cfg: TrainConfig, s: _Setup, run: RunFolder, epoch: int, record:
         save_checkpoint(run.file("best.safetensors"), s.model, replace(s.meta, epoch=epoch + 1,
                                                                       metrics={"val_acc": val_acc}))
     save_checkpoint(run.file("last.safetensors"), s.model, replace(s.meta, epoch=epoch + 1, metrics=record))
-    save_state(run.file("state.pt"), {"optimizer": s.optimizer.state_dict(), "epoch": epoch,
+    save_state(run.file("state.pt"), {"optimizer": s.optimizer.state_dict(), "method": s.method.state_dict(),
+                                      "epoch": epoch,
                                       "best_acc": best_acc, "steps": s.method.steps})
     run.write_metrics(history)
     if not cfg.quiet:

@@ -4,7 +4,13 @@
 - ``vanilla_kd``: ``(1 - a) CE + a T^2 KL(softmax(t/T) || softmax(s/T))`` on paired items;
 - ``feature_kd``: ``CE + lambda_fa FA``;
 - ``joint``: ``CE + lambda_fa FA + lambda_la LA`` in one optimiser (the naive ablation);
-- ``ucmkd``: the first-order bi-level step of the official code (docs/theory.md, section 9).
+- ``ucmkd``: the first-order bi-level step of the official code (docs/theory.md, section 9);
+- domain adaptation, which carries the teacher's labels to the student through its features
+  (:mod:`training.adaptation`): ``deepjdot`` (joint feature-label OT, plan held fixed), ``dann``
+  (a domain discriminator behind gradient reversal), ``coral`` (second moments and means),
+  ``ot_pseudo`` (OT label propagation to the unlabelled pool at each epoch's start, then CE on the
+  pseudo-labels weighted by their confidence); each beside CE on the labelled items, weighted by
+  ``lambda_da``.
 
 The UCMKD step never deep-copies the student, yet computes what the official deep-copy step computes
 (``tests/test_fidelity.py`` checks it against a transcription). With ``n1 = n2 = 1`` it costs one
@@ -21,11 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.func import functional_call
 from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from training.adaptation import coral_loss, dann_loss, deepjdot_loss, discriminator, ot_pseudo_labels, reverse_gradient
 from training.alignment import _upcast, feature_alignment, label_alignment
 from training.config import TrainConfig
 
@@ -34,9 +42,11 @@ from training.config import TrainConfig
 class Batch:
     """Labelled student items and what the teacher side shows beside them.
 
-    ``zt``/``tlogits``: the frozen teacher's features and logits of each item's partner.
-    ``fa_*``: a separate batch for the label-free losses (feature alignment, KD's distillation term) in
-    the few-label regime (every pool item, labelled or not); ``None`` reuses the labelled one.
+    ``zt``/``tlogits``/``yt``: the frozen teacher's features, logits and labels of each item's partner;
+    ``idx``: the items' places in the student's training pool.
+    ``fa_*``: a separate batch for the label-free losses (feature alignment, KD's distillation term, the
+    adaptation losses) in the few-label regime (every pool item, labelled or not); ``None`` reuses the
+    labelled one.
     """
 
     x: torch.Tensor
@@ -44,15 +54,23 @@ class Batch:
     lengths: torch.Tensor | None = None
     zt: torch.Tensor | None = None
     tlogits: torch.Tensor | None = None
+    yt: torch.Tensor | None = None
+    idx: torch.Tensor | None = None
     fa_x: torch.Tensor | None = None
     fa_lengths: torch.Tensor | None = None
     fa_zt: torch.Tensor | None = None
     fa_tlogits: torch.Tensor | None = None
+    fa_yt: torch.Tensor | None = None
+    fa_idx: torch.Tensor | None = None
 
     def fa(self):
         if self.fa_x is None:
             return self.x, self.lengths, self.zt
         return self.fa_x, self.fa_lengths, self.fa_zt
+
+    def fa_labels_and_places(self):
+        """The teacher labels of the label-free batch's partners, and its items' places in the pool."""
+        return (self.yt, self.idx) if self.fa_x is None else (self.fa_yt, self.fa_idx)
 
 
 class Method:
@@ -83,6 +101,144 @@ class Method:
             loss = F.cross_entropy(logits.float(), b.y)
         self._apply(loss)
         return {"loss": loss.item(), "ce": loss.item()}
+
+    def begin_epoch(self, ctx: EpochContext) -> None:
+        """Called before the first step of every epoch (the pseudo-labelling methods refit there)."""
+
+    def state_dict(self) -> dict:
+        """What the method keeps across steps besides the model and its optimiser (saved with ``state.pt``)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+@dataclass
+class EpochContext:
+    """What an epoch's start shows a method: the student's training pool, the frozen teacher's features and
+    labels of its training items, the epoch and the run's seed."""
+
+    pool: object  # training.data.ModalityData
+    t_feats: torch.Tensor | None
+    t_labels: torch.Tensor | None
+    epoch: int
+    seed: int
+    device: object
+
+
+class _Adaptation(Method):
+    """CE on the labelled items plus ``lambda_da`` times an adaptation loss on the label-free batch (its features
+    ``zf``, logits ``lf``, the partners' teacher features ``zt`` and labels ``yt``, and its pool places)."""
+
+    def adaptation(self, zf, lf, zt, yt, places) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def weight(self) -> float:
+        return self.cfg.lambda_da
+
+    def step(self, b):
+        with self.autocast:
+            z = self.model.encode(b.x, b.lengths)
+            logits = self.model.head(z).float()
+            ce = F.cross_entropy(logits, b.y)
+            fx, fl, fzt = b.fa()
+            zf, lf = (z, logits) if b.fa_x is None else (lambda e: (e, self.model.head(e).float()))(
+                self.model.encode(fx, fl))
+        yt, places = b.fa_labels_and_places()
+        da = self.adaptation(_upcast(zf), lf, fzt.float(), yt, places)
+        loss = ce + self.weight * da
+        self._apply(loss)
+        return {"loss": loss.item(), "ce": ce.item(), "da": da.item()}
+
+
+class DeepJDOT(_Adaptation):
+    name = "deepjdot"
+
+    def adaptation(self, zf, lf, zt, yt, places):
+        return deepjdot_loss(yt, lf, zt, zf, self.cfg.jdot_alpha, self.cfg.jdot_lambda)
+
+
+class Coral(_Adaptation):
+    name = "coral"
+
+    def adaptation(self, zf, lf, zt, yt, places):
+        return coral_loss(zt, zf, self.cfg.coral_mean)
+
+
+class DANN(_Adaptation):
+    """The encoder's features pass a gradient-reversal layer (scale ``lambda_da``) into a domain discriminator
+    trained by its own AdamW on ``BCE(D(z_T), 0) + BCE(D(z_S), 1)``; the loss enters the student's objective
+    unweighted (the reversal carries the weight), so the discriminator learns at full strength."""
+
+    name = "dann"
+    weight = 1.0  # the reversal layer carries lambda_da
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        dev = next(self.model.parameters()).device
+        torch.manual_seed(self.cfg.seed * 7919 + 13)
+        self.disc = discriminator(self.model.spec["feat_dim"], self.cfg.dann_hidden).to(dev)
+        self.disc_opt = torch.optim.AdamW(self.disc.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def adaptation(self, zf, lf, zt, yt, places):
+        return dann_loss(self.disc(zt), self.disc(reverse_gradient(zf, self.cfg.lambda_da)))
+
+    def step(self, b):
+        self.disc_opt.zero_grad(set_to_none=True)
+        out = super().step(b)
+        params = [p for p in self.disc.parameters() if p.grad is not None]
+        self.reduce_grads(params)
+        self.disc_opt.step()
+        return out
+
+    def state_dict(self):
+        return {"disc": self.disc.state_dict(), "disc_opt": self.disc_opt.state_dict()}
+
+    def load_state_dict(self, state):
+        if state:
+            self.disc.load_state_dict(state["disc"])
+            self.disc_opt.load_state_dict(state["disc_opt"])
+
+
+class OTPseudo(_Adaptation):
+    """At the start of every ``pseudo_every``-th epoch, OT label propagation from (a seeded subsample of at most
+    ``pseudo_teacher``) teacher training features and labels to the whole student pool, encoded by the current
+    model; each step adds ``CE(h_S(z_S), argmax q)`` weighted by ``max q`` (the pseudo-label's confidence) on
+    the label-free batch."""
+
+    name = "ot_pseudo"
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.pseudo: torch.Tensor | None = None
+
+    def begin_epoch(self, ctx: EpochContext) -> None:
+        cfg = self.cfg
+        if ctx.epoch % cfg.pseudo_every and self.pseudo is not None:
+            return
+        from training.prepare import predict
+
+        z_s = predict(self.model, ctx.pool, ctx.device, features=True).double().numpy()
+        self.model.train()
+        rng = np.random.default_rng([ctx.seed, ctx.epoch, 23])
+        m = len(ctx.t_labels)
+        keep = np.sort(rng.choice(m, min(m, cfg.pseudo_teacher), replace=False))
+        q = ot_pseudo_labels(ctx.t_feats[keep].double().numpy(), ctx.t_labels[keep].numpy(), z_s,
+                             self.model.spec["num_classes"], cfg.pseudo_reg_e, cfg.pseudo_reg_cl, cfg.pseudo_iters)
+        self.pseudo = torch.as_tensor(q, dtype=torch.float32)
+
+    def adaptation(self, zf, lf, zt, yt, places):
+        q = self.pseudo[places.cpu()].to(lf.device)
+        conf, hard = q.max(1)
+        return (conf * F.cross_entropy(lf, hard, reduction="none")).mean()
+
+    def state_dict(self):
+        return {} if self.pseudo is None else {"pseudo": self.pseudo}
+
+    def load_state_dict(self, state):
+        if state and "pseudo" in state:
+            self.pseudo = state["pseudo"]
 
 
 class VanillaKD(Method):
@@ -350,7 +506,8 @@ class UCMKD(Method):
                 "steer_grad_norm": float(c.norm())}
 
 
-METHOD_CLASSES = {"ce": Method, "vanilla_kd": VanillaKD, "feature_kd": FeatureKD, "joint": Joint, "ucmkd": UCMKD}
+METHOD_CLASSES = {"ce": Method, "vanilla_kd": VanillaKD, "feature_kd": FeatureKD, "joint": Joint, "ucmkd": UCMKD,
+                  "deepjdot": DeepJDOT, "dann": DANN, "coral": Coral, "ot_pseudo": OTPseudo}
 
 
 def make_method(cfg: TrainConfig, model, optimizer, **kw) -> Method:

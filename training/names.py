@@ -5,4 +5,5 @@ MODALITY_DATASETS = ("mnist", "fsdd", "digits")
 DEFAULT_DATASET = "avmnist"
 PROTOCOLS = ("class_resample", "permutation", "paired", "fixed_class")
 PAIRED_PROTOCOLS = ("paired", "fixed_class")
-METHODS = ("ce", "vanilla_kd", "feature_kd", "joint", "ucmkd")
+METHODS = ("ce", "vanilla_kd", "feature_kd", "joint", "ucmkd", "deepjdot", "dann", "coral", "ot_pseudo")
+ADAPTATION_METHODS = ("deepjdot", "dann", "coral", "ot_pseudo")  # domain adaptation: teacher labels via features

@@ -91,12 +91,13 @@ def multiseed(base: TrainConfig, seeds, out: str | Path, teacher_epochs: int | N
 
 
 # ----------------------------------------------------------------------------- the results grid
+ADAPTATION = ("deepjdot", "dann", "coral", "ot_pseudo")  # issue 20: they need no pairing, so random partners
 GRID_ALL_LABELS = ([("ce", "class_resample")]
                    + [(m, p) for m in ("feature_kd", "joint", "ucmkd") for p in ("class_resample", "permutation")]
-                   + [("vanilla_kd", "fixed_class")])
+                   + [(m, "permutation") for m in ADAPTATION] + [("vanilla_kd", "fixed_class")])
 # few labels: class_resample needs the unlabelled items' classes (refused); unpaired FA pairs random teacher items
 GRID_FEW_LABELS = ([("ce", "permutation")] + [(m, "permutation") for m in ("feature_kd", "joint", "ucmkd")]
-                   + [("vanilla_kd", "fixed_class")])
+                   + [(m, "permutation") for m in ADAPTATION] + [("vanilla_kd", "fixed_class")])
 
 
 def teacher_config(base: TrainConfig, folder: Path, seed: int, epochs: int, swap: bool = False) -> TrainConfig:
@@ -180,12 +181,50 @@ def _grid_md(rows, seeds, teacher_epochs, student_epochs) -> str:
             if ratios:
                 md.append(f"- {d}, {reg}: {np.mean(ratios):.2f}x (min {np.min(ratios):.2f}, max {np.max(ratios):.2f}, "
                           f"{len(ratios)} runs)")
+    md += ["", *recovery(rows, seeds)]
     steer = [r["steer_cos"] for r in rows if r["method"] == "ucmkd" and r["steer_cos"] is not None]
     if steer:
         md += ["", "Steering of the UCMKD bi-level step: cosine between the outer CE gradient at the displaced and at "
                f"the current parameters, mean {np.mean(steer):.5f} (min {np.min(steer):.5f}) over {len(steer)} runs "
                "(1 = the FA/LA inner steps do not change the update)."]
     return "\n".join(md) + "\n"
+
+
+def recovery(rows: list[dict], seeds) -> list[str]:
+    """Issue 20: in each few-label stratum, how much of the paired stand-in's gain over CE each unpaired method
+    recovers (mean over seeds), its spread, and a paired t-test against CE over the seeds (the same teacher and
+    split per seed)."""
+    from scipy.stats import ttest_rel
+
+    out = ["How much of the paired stand-in's gain over CE does each unpaired method recover (few-label regimes; "
+           "recovered = (method - CE) / (paired stand-in - CE), on the mean accuracies; per-seed differences for the "
+           "paired t-test; computed by `cmkd-bounds grid`):", ""]
+    table = []
+    for d in sorted({r["direction"] for r in rows}):
+        regimes = {r["regime"] for r in rows if r["direction"] == d and r["regime"] not in ("-", "all labels")}
+        for reg in sorted(regimes):
+            acc = {}
+            for r in rows:
+                if (r["direction"], r["regime"]) == (d, reg):
+                    acc.setdefault(r["method"], {})[r["seed"]] = r["test_acc"]
+            if "ce" not in acc or "vanilla_kd" not in acc:
+                continue
+            ce, paired = acc["ce"], acc["vanilla_kd"]
+            gain = np.mean(list(paired.values())) - np.mean(list(ce.values()))
+            for m, a in acc.items():
+                if m in ("ce", "vanilla_kd"):
+                    continue
+                common = sorted(set(a) & set(ce))
+                diff = np.array([a[s] - ce[s] for s in common])
+                varies = len(common) > 1 and np.ptp(diff) > 0
+                p = float(ttest_rel([a[s] for s in common], [ce[s] for s in common]).pvalue) if varies else float("nan")
+                spread = 100 * diff.std(ddof=1) if len(diff) > 1 else 0.0
+                table.append({"direction": d, "regime": reg, "method": m, "seeds": len(common),
+                              "minus CE (points)": f"{100 * diff.mean():+.2f} ± {spread:.2f}",
+                              "paired gain (points)": f"{100 * gain:+.2f}",
+                              "recovered": f"{diff.mean() / gain:+.2f}" if gain > 0 else "-",
+                              "paired t-test p": f"{p:.3f}" if p == p else "-"})
+    return [*out, markdown(table).strip(), ""] if table else []
 
 
 def _pairing(method: str, protocol: str) -> str:
