@@ -81,6 +81,15 @@ def read_npz(path: str | os.PathLike, what: str, error: type[Exception] = ValueE
         raise error(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise error(f"{path}: the file is empty")
+    head = path.open("rb").read(8)
+    if not head.startswith((b"PK\x03\x04", b"\x93NUMPY")):  # neither an archive nor an array: say what it is
+        if head[:1] == b"\x80":
+            kind = "a pickle (refused: unpickling can run code)"
+        elif all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+            kind = "a text file"
+        else:
+            kind = "not a NumPy file"
+        raise error(f"{path}: {kind}; {what} must be an .npz archive of named arrays (np.savez)")
     try:
         z = np.load(path, allow_pickle=False)
         if not isinstance(z, np.lib.npyio.NpzFile):

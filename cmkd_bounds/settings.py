@@ -84,6 +84,8 @@ class BoundSettings:
             raise ValueError(f"labelled must be an integer >= 0 (0: every label), got {self.labelled!r}")
         if not self.loss_clip >= LN2:
             raise ValueError(f"the loss clip must be >= ln 2 = {LN2:.4f} for the 0-1 corollary, got {self.loss_clip}")
+        if not math.isfinite(self.loss_clip):
+            raise ValueError("the loss clip must be finite: the certificates need bounded losses (CE itself is not)")
         if self.posterior not in POSTERIORS:
             raise ValueError(f"posterior must be one of {', '.join(POSTERIORS)}, got {self.posterior!r}")
         if self.w1_method not in W1_METHODS:

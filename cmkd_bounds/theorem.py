@@ -812,4 +812,6 @@ def _sizes(N: int, sizes, max_size: int = 2000):
     if sizes is not None:
         return [x for x in sizes if 2 * x <= N]
     hi = min(N // 2, max_size)
+    if hi < 4:  # too few items for a rate curve (the caller then fits none)
+        return []
     return sorted(set(np.geomspace(max(4, min(25, hi // 8)), hi, 8).astype(int)))

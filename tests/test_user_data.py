@@ -51,7 +51,7 @@ def test_a_student_on_other_data_than_its_teacher_is_refused(tmp_path, capsys):
                  "--method", "ce"]) == 0
     two_views(f, seed=2)  # the file changes after training: evaluate notices
     assert main(["evaluate", "--student", str(tmp_path / "s" / "best.safetensors"), "--out", str(tmp_path / "e")]) == 2
-    assert "changed since it was trained" in capsys.readouterr().err
+    assert "is not the one the run was trained on" in capsys.readouterr().err  # issue 23 #2: which file, which digests
 
 
 def test_labels_must_be_zero_based_and_keys_known(tmp_path):

@@ -92,8 +92,15 @@ def check_compatible(teacher: CheckpointMeta, student: CheckpointMeta, what: str
         if a != b:
             raise CheckpointError(f"{what} disagree on {key}: {a!r} vs {b!r} (the student must see the teacher's "
                                   "benchmark, direction, splits and feature space)")
-    if teacher.data != student.data:
+    from training.datasets import same_data
+
+    if not same_data(teacher.data, student.data):
         raise CheckpointError(f"{what} were trained on different data: {teacher.data} vs {student.data}")
+    ts, ss = bool(teacher.config.get("standardize", False)), bool(student.config.get("standardize", False))
+    if ts != ss:  # the student's setting prepares the frozen teacher's inputs too
+        raise CheckpointError(f"{what} disagree on --standardize ({'on' if ts else 'off'} for the teacher, "
+                              f"{'on' if ss else 'off'} for the student): the teacher would see inputs prepared "
+                              "otherwise than in its training; train both with the same setting")
 
 
 def teacher_reference(teacher_path) -> dict:
@@ -139,9 +146,12 @@ def read_checkpoint(path) -> tuple[CheckpointMeta, dict[str, torch.Tensor]]:
         raise CheckpointError(f"{path}: the file is empty")
     header_len = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
     if not (0 < header_len <= len(data) - 8 and data[8:9] == b"{"):
-        if data[:1] == b"\x80" or data[:2] == b"PK":
+        if data[:1] == b"\x80" or (data[:2] == b"PK" and b"data.pkl" in data[:4096]):
             raise CheckpointError(f"{path}: a pickle/torch.save file, refused (unpickling can run code); "
                                   "checkpoints are .safetensors")
+        if data[:2] == b"PK":
+            raise CheckpointError(f"{path}: a zip archive (an .npz?), not a checkpoint; checkpoints are .safetensors "
+                                  "written by cmkd-bounds train")
         raise CheckpointError(f"{path}: not a safetensors checkpoint (truncated or corrupted header)")
     try:
         header = json.loads(data[8 : 8 + header_len])

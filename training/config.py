@@ -27,39 +27,39 @@ class TrainConfig:
     role: str = "student"  # teacher | student
     method: str = "ucmkd"  # students: ce | vanilla_kd | feature_kd | joint | ucmkd | deepjdot | dann | coral
     #                          | ot_pseudo (teachers: ce)
-    teacher: str | None = None  # teacher checkpoint, for students
+    teacher: str | None = None  # teacher checkpoint (students)
     # data
     dataset: str = DEFAULT_DATASET
     swap: bool = False  # exchange the modalities (avmnist: spoken digits teach images)
-    data_dir: str | None = None
-    arrays: str | None = None  # a user's .npz (with --dataset arrays)
-    standardize: bool = False  # arrays: standardise each feature by its training-split mean and std
-    allow_label_disagreement: bool = False  # accept a correspondence whose paired labels agree < 90 %
-    split_seed: int = 0
+    data_dir: str | None = None  # root of the audio-visual datasets (or $CMKD_DATA)
+    arrays: str | None = None  # your own data: one .npz (README, 'Bring your own data'); implies --dataset arrays
+    standardize: bool = False  # arrays: standardise each feature by its training-split mean and std (both sides)
+    allow_label_disagreement: bool = False  # arrays: accept a correspondence whose paired labels agree on < 90 %
+    split_seed: int = 0  # seed of the class-stratified 70/15/15 train/val/test split
     protocol: str = "class_resample"  # class_resample | permutation | paired | fixed_class
     labels_per_class: int = 0  # 0: every student training label; k: k per class, the rest unlabelled
     domain_shift: float = 0.0  # Gaussian input noise on the student modality, relative to its std
     imbalance: float = 0.0  # f > 1: keep (1/f)^(rank/(C-1)) of each student class in training (0: off)
     disjoint: float = 0.0  # r in (0, 1): paired data only, student keeps fraction r of the shared events (0: off)
     # model
-    arch: str | None = None  # default by modality: cnn, seq, mlp, resnet18
-    feat_dim: int = 64
+    arch: str | None = None  # encoder; by default by modality: cnn, seq, mlp, resnet18
+    feat_dim: int = 64  # size of the feature space Z shared by teacher and student
     # optimisation
-    epochs: int = 8
-    batch_size: int = 64
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
+    epochs: int = 8  # a finished run asked for more epochs is extended (said on stderr); fewer is refused
+    batch_size: int = 64  # items per step
+    lr: float = 2e-3  # AdamW learning rate
+    weight_decay: float = 1e-4  # AdamW weight decay
     grad_clip: float = 5.0  # gradient-norm clip of every optimiser step
     # alignment
-    cost: str = "l2"
-    reg: float = 0.1
-    sinkhorn_iters: int = 100
-    lambda_fa: float = 0.1
-    lambda_la: float = 1.0
-    inner_lr: float = 1e-5
-    inner_wd: float = 0.05
-    n1: int = 1
-    n2: int = 1
+    cost: str = "l2"  # ground cost of feature alignment: l2, l1, chordal, cosine
+    reg: float = 0.1  # entropic regularisation of the FA Sinkhorn
+    sinkhorn_iters: int = 100  # Sinkhorn iterations of FA
+    lambda_fa: float = 0.1  # feature_kd, joint: weight of FA
+    lambda_la: float = 1.0  # joint: weight of LA
+    inner_lr: float = 1e-5  # ucmkd: learning rate of the inner AdamW steps
+    inner_wd: float = 0.05  # ucmkd: weight decay of the inner AdamW steps
+    n1: int = 1  # ucmkd: inner FA steps
+    n2: int = 1  # ucmkd: inner LA steps
     fa_grad: str = "unrolled"  # unrolled: d<C,P(C)>/dC through the Sinkhorn iterations (official) | envelope
     bn_updates: str = "official"  # ucmkd: official: running stats updated n1 + n2 + 1 times per step | once
     label_smoothing: float = 0.0  # ucmkd: LA and outer CE (0.1: the official RAVDESS variant); teachers ignore it
@@ -75,16 +75,16 @@ class TrainConfig:
     pseudo_reg_cl: float = 1.0  # ot_pseudo: class-wise group-lasso regularisation
     pseudo_teacher: int = 500  # ot_pseudo: teacher items per refit (a seeded subsample)
     pseudo_iters: int = 50  # ot_pseudo: Sinkhorn iterations per majorisation step of the group-lasso OT
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.9
+    kd_temperature: float = 4.0  # vanilla_kd: softmax temperature
+    kd_alpha: float = 0.9  # vanilla_kd: weight of the distillation term
     steer_every: int = 50  # steps between bi-level steering diagnostics (0: never)
     # run
-    seed: int = 0
-    out: str = "runs/run"
+    seed: int = 0  # seed of the initialisation, the epochs' order and the label draw
+    out: str = "runs/run"  # run folder (reused for the same configuration, resumed when cut)
     device: str = "auto"  # auto: cuda when present, else cpu
-    quiet: bool = False
-    resume: bool = True
-    overwrite: bool = False
+    quiet: bool = False  # no progress on stderr
+    resume: bool = True  # continue an interrupted run in --out (--no-resume refuses instead)
+    overwrite: bool = False  # replace whatever --out holds
 
     def validate(self) -> TrainConfig:
         """Every check that needs no data, so a bad option fails before anything is written."""
@@ -164,28 +164,45 @@ class TrainConfig:
         return {k: (other[k], v) for k, v in self.to_dict().items() if k not in RESUMABLE_CHANGES and other[k] != v}
 
 
+def field_help() -> dict[str, str]:
+    """Each config field's description: its trailing comment in this class's source."""
+    import inspect
+    import re
+
+    out = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=[^#]*#\s*(.+)$", line)
+        if m:
+            out[m.group(1)] = m.group(2).strip().replace("%", "%%")  # argparse formats help strings with %
+    return out
+
+
 def add_arguments(parser: argparse.ArgumentParser, skip=()) -> None:
-    """One ``--option`` per config field, typed from the annotations."""
+    """One ``--option`` per config field, typed from the annotations and described by the field's comment (the
+    parser's formatter appends the default)."""
     hints = typing.get_type_hints(TrainConfig)
+    helps = field_help()
     for f in fields(TrainConfig):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
         typ = hints[f.name]
         if typ is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default)
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=f.default,
+                                help=helps.get(f.name, " "))
             continue
         base = next((t for t in typing.get_args(typ) if t is not type(None)), typ)
-        default = None if f.name == "dataset" else f.default  # resolved in from_args (arrays or the default pair)
-        parser.add_argument(flag, dest=f.name, type=base, default=default,
-                            help=f"default: {f.default}" if f.name != "dataset" else
-                            f"a pair: {', '.join(PAIR_DATASETS)} (default {DEFAULT_DATASET}; arrays when --arrays "
-                            "is given)")
+        if f.name == "dataset":  # resolved in from_args (arrays or the default pair)
+            parser.add_argument(flag, dest=f.name, type=base, default=argparse.SUPPRESS,
+                                help=f"a pair: {', '.join(PAIR_DATASETS)} (arrays when --arrays is given, else "
+                                     f"{DEFAULT_DATASET})")
+            continue
+        parser.add_argument(flag, dest=f.name, type=base, default=f.default, help=helps.get(f.name, " "))
 
 
 def from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     d = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    if d.get("dataset", DEFAULT_DATASET) is None:
+    if d.get("dataset") is None:  # not given: the user's file when there is one, else the default pair
         d["dataset"] = "arrays" if d.get("arrays") else DEFAULT_DATASET
     d.update(overrides)
     return TrainConfig(**d).validate()

@@ -229,6 +229,33 @@ def fingerprint(name: str, data_dir=None, arrays_path=None) -> dict:
     return fp
 
 
+def same_data(a: dict, b: dict) -> bool:
+    """Whether two fingerprints name the same data: by content (the SHA-256 of the files, the versions of the
+    packages that ship the data), never by where a file lies (a byte-identical copy elsewhere is the same data)."""
+    return {k: v for k, v in a.items() if k != "path"} == {k: v for k, v in b.items() if k != "path"}
+
+
+def locate_arrays(recorded: dict, given: str | None, near: Path | None = None) -> Path:
+    """The user's data file a run was trained on: the path given (relative to the working directory), the absolute
+    path recorded at training, or the given name beside ``near`` (a checkpoint's folder); the first whose content
+    is the recorded one. A clear error says which file differs, or that none was found."""
+    cands = []
+    for c in (given, recorded.get("path"), near / Path(given).name if near and given else None):
+        if c and Path(c).resolve() not in cands:
+            cands.append(Path(c).resolve())
+    want = recorded.get("sha256")
+    found = [(c, file_sha256(c)) for c in cands if c.is_file()]
+    for c, sha in found:
+        if sha == want:
+            return c
+    if found:
+        c, sha = found[0]
+        raise DatasetError(f"the data file {c} is not the one the run was trained on: its SHA-256 is {sha[:12]}..., "
+                           f"the run's {str(want)[:12]}... (recorded at {recorded.get('path')})")
+    raise DatasetError(f"the run's data file is not found (looked at {', '.join(map(str, cands)) or 'nothing'}; "
+                       f"SHA-256 {str(want)[:12]}...)")
+
+
 def _installed(package: str) -> bool:
     try:
         importlib.metadata.version(package)

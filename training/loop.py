@@ -17,6 +17,7 @@ averaged across ranks before each optimiser step (gloo on CPU, NCCL on GPU).
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
 
@@ -74,7 +75,7 @@ def load_teacher(cfg: TrainConfig, data_fp: dict, train_pair: CrossModalPair, de
     teacher, tmeta = load_model(cfg.teacher, expect_role="teacher", device=device)
     probe = CheckpointMeta(role="student", spec={}, modality="", modality_name="", dataset=cfg.dataset, swap=cfg.swap,
                            split_seed=cfg.split_seed, feat_dim=cfg.feat_dim, cost=cfg.cost, method=cfg.method,
-                           protocol=cfg.protocol, config={}, data=data_fp)
+                           protocol=cfg.protocol, config={"standardize": cfg.standardize}, data=data_fp)
     check_compatible(tmeta, probe, f"teacher {cfg.teacher} and this run")
     teacher.requires_grad_(False)
     t_feats = predict(teacher, train_pair.teacher, device, features=True)  # frozen: computed once
@@ -141,6 +142,11 @@ def _setup(cfg: TrainConfig, world: int, device) -> _Setup:
         data_train, data_val, data_test = train_pair.student, val_pair.student, test_pair.student
         teacher_y, corr = train_pair.teacher.y.numpy(), train_pair.correspondence
     y_train = data_train.y.numpy()
+    counts = np.bincount(y_train)
+    if cfg.labels_per_class > counts[counts > 0].min():
+        c = int(np.flatnonzero(counts == counts[counts > 0].min())[0])
+        raise ValueError(f"--labels-per-class {cfg.labels_per_class}: class {c} has {counts[c]} training items, so at "
+                         f"most {counts[c]} per class can be labelled (0 labels every item)")
     lab = labelled_subset(y_train, cfg.labels_per_class, cfg.seed)
     val = selection_items(cfg, data_val)
     if cfg.role == "student":  # the partners of the first epoch: a protocol the data cannot support fails now
@@ -262,7 +268,7 @@ def _save_epoch(cfg: TrainConfig, s: _Setup, run: RunFolder, epoch: int, record:
                                       "epoch": epoch,
                                       "best_acc": best_acc, "steps": s.method.steps})
     run.write_metrics(history)
-    if not cfg.quiet:
+    if not cfg.quiet:  # progress on stderr: stdout carries the result (train | jq)
         tqdm.write(f"{_label(cfg)} epoch {epoch + 1}: val acc {val_acc:.4f} ({len(s.data_val)} items), "
-                   f"loss {record.get('loss', float('nan')):.4f}, {record['epoch_time']:.1f}s")
+                   f"loss {record.get('loss', float('nan')):.4f}, {record['epoch_time']:.1f}s", file=sys.stderr)
     return best_acc

@@ -84,6 +84,9 @@ class RunFolder:
         if done > cfg.epochs:
             raise ValueError(f"{p} holds a run of {done} epochs and this run asks for {cfg.epochs}: pass --overwrite "
                              "or choose another --out")
+        if self.finished and done < cfg.epochs:  # allowed (the config is otherwise the same), never silent
+            print(f"cmkd-bounds: {p} holds a finished run of {done} epochs; extending it to {cfg.epochs} (its best "
+                  "epoch is chosen anew among all of them)", file=sys.stderr)
         return "done" if self.finished and done == cfg.epochs else "resume"
 
     def _epochs_done(self) -> int:

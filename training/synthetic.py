@@ -170,7 +170,7 @@ class SyntheticWorld:
 
 # ----------------------------------------------------------------------------- feature-level worlds
 WORLD_FAMILIES = ("gaussian", "heavy_tails", "far_mode", "constant_teacher", "flat_teacher", "tiny_n", "many_classes",
-                  "rare_mode", "stratified", "selection")
+                  "rare_mode", "stratified", "selection", "confident_wrong_student", "confident_wrong_teacher")
 SELECTION_CANDIDATES = 10  # the "selection" family chooses its student head among this many on the evaluation items
 
 
@@ -203,7 +203,14 @@ class FeatureWorld:
     - ``stratified``: the student's items drawn class by class, equally many per class present (the
       design of the shipped splits); the truth is the risk at those class frequencies;
     - ``selection``: the student head is the best of :data:`SELECTION_CANDIDATES` heads by its error on the
-      evaluation items themselves; the truth is the chosen head's.
+      evaluation items themselves; the truth is the chosen head's;
+
+    and two of issue 19, where the label-free surrogates of the few-label certificates are hostile:
+
+    - ``confident_wrong_student``: the student head is the Bayes head negated and sharpened: sure of itself
+      and mostly wrong, so its entropy and ``1 - max p`` are small exactly where its loss is large;
+    - ``confident_wrong_teacher``: the student's labels run against a sharp teacher head, so the teacher's
+      expected loss ``f`` and its ``1 - max p`` at the student's features are small where the loss is not.
     """
 
     family: str = "gaussian"
@@ -229,9 +236,12 @@ class FeatureWorld:
         d = int(rng.integers(1, 9))
         self.num_classes, self.dim = C, d
         self.n = int(rng.integers(5, 21)) if self.family == "tiny_n" else int(rng.integers(40, 501))
-        scale = {"constant_teacher": 0.0, "flat_teacher": 0.01}.get(self.family, float(rng.uniform(0.5, 3.0)))
+        scale = {"constant_teacher": 0.0, "flat_teacher": 0.01, "confident_wrong_teacher": 3.0}.get(
+            self.family, float(rng.uniform(0.5, 3.0)))
         WT, bT = rng.normal(size=(C, d)) * scale, rng.normal(size=C) * (scale > 0)
         Wstar = WT + rng.normal(size=(C, d)) * rng.uniform(0, 1.0)
+        if self.family == "confident_wrong_teacher":
+            Wstar = -WT
         bstar = bT + rng.normal(size=C) * rng.uniform(0, 1.0)
         noise = rng.uniform(0, 1.0)
         self.params = dict(WT=WT, bT=bT, Wstar=Wstar, bstar=bstar, means=rng.normal(size=(3, d)) * 2,
@@ -240,6 +250,8 @@ class FeatureWorld:
         if self.family == "selection":
             self.params["candidates"] = [Wstar + rng.normal(size=(C, d)) * noise
                                          for _ in range(SELECTION_CANDIDATES)]
+        if self.family == "confident_wrong_student":
+            self.params["WS"], self.params["bS"] = -3 * Wstar, -3 * bstar
 
     def _marginal(self, role: str, n: int, rng: np.random.Generator) -> np.ndarray:
         p = self.params

@@ -11,7 +11,7 @@ trained on different data, or data that changed since training, are refused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ def features_from_checkpoints(teacher_path, student_path, split: str = "test", p
     from cmkd_bounds.atomic import file_sha256
     from training.checkpoint import check_compatible, load_model
     from training.config import TrainConfig
-    from training.datasets import fingerprint
+    from training.datasets import fingerprint, locate_arrays, same_data
     from training.models import count_structure
     from training.prepare import predict, prepare_data, selection_items
 
@@ -38,8 +38,10 @@ def features_from_checkpoints(teacher_path, student_path, split: str = "test", p
     student, smeta = load_model(student_path, expect_role="student")
     check_compatible(tmeta, smeta, f"teacher {teacher_path} and student {student_path}")
     cfg = TrainConfig.from_dict(smeta.config)
+    if cfg.dataset == "arrays":  # found by content: the path given at training may be relative, or moved
+        cfg = replace(cfg, arrays=str(locate_arrays(smeta.data, cfg.arrays, Path(student_path).resolve().parent)))
     now = fingerprint(cfg.dataset, cfg.data_dir, cfg.arrays)
-    if now != smeta.data:
+    if not same_data(now, smeta.data):
         raise ValueError(f"the data of {student_path} changed since it was trained: {smeta.data} then, {now} now")
     if smeta.teacher and smeta.teacher.get("sha256") and file_sha256(teacher_path) != smeta.teacher["sha256"]:
         raise ValueError(f"{teacher_path} is not the teacher {student_path} was trained with (its SHA-256 differs "

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from cmkd_bounds.atomic import read_npz
-from cmkd_bounds.features import FeatureSet
 
 BUNDLE_KEYS = ("teacher_z", "teacher_y", "student_z", "student_y", "teacher_W", "teacher_b", "student_W", "student_b")
 OPTIONAL_KEYS = ("teacher_cal_z", "teacher_cal_y", "student_strata", "student_val_z", "student_val_y")
@@ -47,15 +46,18 @@ def load_bundle(path: str | Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def feature_set_from_bundle(arrays: dict[str, np.ndarray]) -> FeatureSet:
-    """A :class:`FeatureSet` of every array given (a :class:`BundleError` names what is wrong)."""
+def feature_set_from_bundle(arrays: dict[str, np.ndarray]):
+    """A :class:`~cmkd_bounds.features.FeatureSet` of every array given (a :class:`BundleError` names what is
+    wrong). Imported here, so reading and checking a bundle needs NumPy only."""
+    from cmkd_bounds.features import FeatureSet
+
     try:
         return FeatureSet(**arrays)
     except ValueError as e:
         raise BundleError(f"bundle: {e}") from e
 
 
-def save_bundle(path: str | Path, fs: FeatureSet) -> Path:
+def save_bundle(path: str | Path, fs) -> Path:
     """Write ``fs`` as a bundle (atomically)."""
     import io
 

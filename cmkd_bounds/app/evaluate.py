@@ -137,7 +137,7 @@ def evaluate_checkpoints(teacher, student, out, settings: BoundSettings, *, spli
         cf = features_from_checkpoints(teacher, student, split, progress=say)
         info = cf.info
         title = (f"Bound report: {info['method']} student ({info['student_modality']}) taught by "
-                 f"{info['teacher_modality']}, {info['dataset']}, seed {info['seed']}")
+                 f"{info['teacher_modality']} on {info['data']}, seed {info['seed']}")
         split_note = (f"the student's items are its {split} split of {info['dataset']}"
                       + (" (splits given in the data file: taken as i.i.d. draws, the user's assumption)"
                          if info["splits_given"] else " (class-stratified, drawn from the split seed)")
