@@ -45,9 +45,15 @@ def blocks() -> dict:
         md = (r / "study" / "correlation.md").read_text()
         keep = [s for s in md.split("\n## ") if s.startswith(("# ", "within each stratum", "all strata"))]
         out["study"] = body("\n## ".join(keep))
+    if (r / "fewlabel" / "study.md").exists():
+        md = (r / "fewlabel" / "study.md").read_text()
+        out["fewlabel"] = section(md, "**Reading**") + "\n\n" + section(md, "| surrogate")
     if (r / "theory" / "coverage.md").exists():
         md = (r / "theory" / "coverage.md").read_text()
         out["coverage"] = section(md, "Written by") + "\n\n" + section(md, "| value")
+    if (r / "benchmarks" / "executors.md").exists():
+        md = (r / "benchmarks" / "executors.md").read_text()
+        out["executors"] = section(md, "| executor")
     parts = []
     for name in ("w1.md", "paper_scale.md", "bilevel.md", "startup.md"):
         f = r / "benchmarks" / name

@@ -39,6 +39,20 @@ def _threads(args) -> None:
         torch.set_num_threads(n)
 
 
+def _executor(args):
+    """The executor of a study's tasks (``--executor``, ``--executor-opts``, and ``--jobs`` for local processes)."""
+    from cmkd_bounds.app.executors import ExecutorSpec, parse_options
+
+    kind = getattr(args, "executor", "local")
+    if kind != "local":
+        import importlib.util
+
+        need = {"submitit": "submitit", "dask": "distributed"}[kind]
+        if importlib.util.find_spec(need) is None:
+            raise UserError(f"--executor {kind} needs the cluster extra: pip install -e \".[cluster]\"")
+    return ExecutorSpec(kind, max(1, getattr(args, "jobs", 1)), parse_options(getattr(args, "executor_opts", None)))
+
+
 def _need_file(path, what: str) -> None:
     if path is not None and not Path(path).is_file():
         raise UserError(f"{what} {path}: no such file")
@@ -141,7 +155,7 @@ def _cmd_evaluate(args) -> int:
 
     if args.runs:
         rows = ev.evaluate_runs(args.runs, args.out, settings, split=args.split, overwrite=args.overwrite,
-                                quiet=args.quiet)
+                                quiet=args.quiet, executor=_executor(args), threads=args.threads)
         print(f"evaluated {len(rows)} student runs; wrote {args.out}/summary.csv, summary.md, bound_gap_by_method.png "
               "and one report folder per run")
         return 0
@@ -200,7 +214,7 @@ def _cmd_grid(args) -> int:
     from cmkd_bounds.app.experiments import avmnist_grid
 
     print(avmnist_grid(args.runs, args.seeds, args.teacher_epochs, args.student_epochs, jobs=args.jobs,
-                       threads=args.threads, table_out=args.out).read_text())
+                       threads=args.threads, table_out=args.out, executor=_executor(args)).read_text())
     return 0
 
 
@@ -208,7 +222,7 @@ def _cmd_steering(args) -> int:
     from cmkd_bounds.app.experiments import steering_study
 
     print(steering_study(args.runs, args.out, args.seeds, args.teacher_epochs, args.student_epochs, args.jobs,
-                         args.threads).read_text())
+                         args.threads, executor=_executor(args)).read_text())
     return 0
 
 
@@ -216,7 +230,7 @@ def _cmd_sweep(args) -> int:
     from cmkd_bounds.app.experiments import sweep
 
     print(sweep(args.runs, args.out, args.seeds, args.teacher_epochs, args.student_epochs, args.jobs, args.threads,
-                n_boot=args.bootstrap).read_text())
+                n_boot=args.bootstrap, executor=_executor(args)).read_text())
     return 0
 
 
@@ -287,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     e.add_argument("--quiet", action="store_true", help="no progress lines")
     _threads_option(e)
+    e.add_argument("--jobs", type=int, default=1, help="--runs: evaluations in parallel processes (local executor)")
+    _executor_options(e)
     e.set_defaults(func=_cmd_evaluate)
 
     from training.config import add_arguments
@@ -355,11 +371,23 @@ def _threads_option(p) -> None:
                    help="torch threads (0: torch's default, one per core; 1 is faster on a busy machine)")
 
 
+def _executor_options(p) -> None:
+    from cmkd_bounds.app.executors import EXECUTORS
+
+    p.add_argument("--executor", default="local", choices=list(EXECUTORS),
+                   help="where the tasks run (one per run folder): this machine, SLURM through submitit, or a Dask "
+                        "cluster (README, 'Running a study on a cluster')")
+    p.add_argument("--executor-opts", nargs="*", default=None, metavar="KEY=VALUE",
+                   help="the executor's parameters (partition=gpu timeout_min=120 ..., address=tcp://...), or "
+                        "@file.json")
+
+
 def _experiment_options(p) -> None:
     p.add_argument("--teacher-epochs", type=int, default=8)
     p.add_argument("--student-epochs", type=int, default=6)
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (they resume when rerun)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per process (0: torch's default)")
+    _executor_options(p)
 
 
 def main(argv: list[str] | None = None) -> int:

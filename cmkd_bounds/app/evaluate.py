@@ -164,11 +164,21 @@ def find_student_runs(runs: Path) -> list[Path]:
     return found
 
 
+def _evaluate_one(ck: Path, folder: Path, settings: BoundSettings, split: str, threads: int) -> None:
+    """One task of ``evaluate --runs`` (a module-level function, so any executor can ship it)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    evaluate_checkpoints(None, ck, folder, settings, split=split, overwrite=True, quiet=True)
+
+
 def evaluate_runs(runs: str | Path, out: str | Path, settings: BoundSettings, *, split="test", overwrite=False,
-                  quiet=False) -> list[dict]:
-    """Evaluate every student run under ``runs`` into ``out/<run>/`` (resumable) and write ``summary.csv``,
-    ``summary.md`` and ``bound_gap_by_method.png`` across methods, label regimes and seeds."""
-    from tqdm.auto import tqdm
+                  quiet=False, executor=None, threads: int = 0) -> list[dict]:
+    """Evaluate every student run under ``runs`` into ``out/<run>/`` (resumable; one task per run through
+    ``executor``, :mod:`cmkd_bounds.app.executors`) and write ``summary.csv``, ``summary.md`` and
+    ``bound_gap_by_method.png`` across methods, label regimes and seeds."""
+    from cmkd_bounds.app.executors import ExecutorSpec, run_tasks
 
     runs, out = Path(runs), Path(out)
     students = find_student_runs(runs)
@@ -194,16 +204,13 @@ def evaluate_runs(runs: str | Path, out: str | Path, settings: BoundSettings, *,
 
                 shutil.rmtree(out)
         write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-        rows, bar = [], tqdm(students, desc="evaluate --runs", disable=quiet)
-        for ck in bar:
-            name = str(ck.parent.relative_to(runs)).replace("/", "__") or "run"
-            bar.set_postfix_str(name[-40:])
-            folder = out / name
-            report = results.is_current(folder, ck, settings)
-            if report is None:
-                evaluate_checkpoints(None, ck, folder, settings, split=split, overwrite=True, quiet=True)
-                report = results.read_bound(folder)
-            rows.append(results.summary_row(name, ck, report))
+        named = [(str(ck.parent.relative_to(runs)).replace("/", "__") or "run", ck) for ck in students]
+        todo = [(ck, out / name) for name, ck in named if results.is_current(out / name, ck, settings) is None]
+        spec = executor or ExecutorSpec("local", 1)
+        alone = spec.kind == "local" and spec.jobs <= 1
+        run_tasks(spec, _evaluate_one, [(ck, folder, settings, split, threads or (0 if alone else 1))
+                                        for ck, folder in todo], "evaluate --runs", quiet)
+        rows = [results.summary_row(name, ck, results.read_bound(out / name)) for name, ck in named]
         write_text(out / "summary.csv", csv_text(rows))
         skipped = (f"\nSkipped {len(unfinished)} unfinished run(s) (no result.json): "
                    f"{', '.join(str(u.relative_to(runs)) for u in unfinished)}.\n" if unfinished else "")

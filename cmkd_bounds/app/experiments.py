@@ -17,6 +17,7 @@ import numpy as np
 
 from cmkd_bounds import names
 from cmkd_bounds.app import figures, results
+from cmkd_bounds.app.executors import ExecutorSpec, run_tasks
 from cmkd_bounds.app.tables import csv_text, markdown
 from cmkd_bounds.atomic import write_text
 from cmkd_bounds.settings import BoundSettings
@@ -35,21 +36,13 @@ def _train_one(cfg: TrainConfig, threads: int = 0) -> str:
     return cfg.out
 
 
-def run_all(cfgs: list[TrainConfig], jobs: int = 1, threads: int = 0, quiet: bool = True) -> None:
-    """Train every config (each resumes or is reused); ``jobs > 1`` spreads them over processes."""
-    from tqdm.auto import tqdm
-
-    if jobs <= 1:
-        for cfg in tqdm(cfgs, desc="runs", disable=quiet or len(cfgs) < 2):
-            _train_one(cfg, threads)
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as ex:
-        futures = [ex.submit(_train_one, cfg, threads or 1) for cfg in cfgs]
-        for f in tqdm(futures, desc="runs", disable=quiet):
-            f.result()
+def run_all(cfgs: list[TrainConfig], jobs: int = 1, threads: int = 0, quiet: bool = True,
+            executor: ExecutorSpec | None = None) -> None:
+    """Train every config (each resumes or is reused), one task per run folder, through ``executor`` (default:
+    this machine, ``jobs`` processes); tasks that run beside others get one torch thread unless told."""
+    spec = executor or ExecutorSpec("local", jobs)
+    alone = spec.kind == "local" and spec.jobs <= 1
+    run_tasks(spec, _train_one, [(cfg, threads or (0 if alone else 1)) for cfg in cfgs], "runs", quiet)
 
 
 def mean_std(values, scale: float = 100.0, digits: int = 2) -> str:
@@ -122,7 +115,7 @@ def grid_configs(out: Path, seeds, teacher_epochs: int, student_epochs: int, reg
 
 def avmnist_grid(out: str | Path, seeds=(0, 1, 2, 3, 4), teacher_epochs: int = 8, student_epochs: int = 6,
                  regimes=(0, 10), directions=(False, True), jobs: int = 1, threads: int = 0,
-                 table_out: str | Path | None = None) -> Path:
+                 table_out: str | Path | None = None, executor: ExecutorSpec | None = None) -> Path:
     """The results grid of the default benchmark: both directions, both label regimes, every method.
 
     Runs live under ``out``; ``results.csv`` (one row per run) and ``results.md`` (mean ± std over seeds)
@@ -131,8 +124,8 @@ def avmnist_grid(out: str | Path, seeds=(0, 1, 2, 3, 4), teacher_epochs: int = 8
     out = Path(out)
     table_out = Path(table_out or out)
     teachers, students = grid_configs(out, seeds, teacher_epochs, student_epochs, regimes, directions)
-    run_all(teachers, jobs, threads)
-    run_all(students, jobs, threads)
+    run_all(teachers, jobs, threads, executor=executor)
+    run_all(students, jobs, threads, executor=executor)
     rows = []
     for cfg in teachers + students:
         r = results.run_result(cfg.out)
@@ -353,12 +346,13 @@ def student_w1(run: str | Path) -> float:
 
 
 def steering_study(runs: str | Path, out: str | Path, seeds=(0, 1, 2, 3, 4), teacher_epochs: int = 8,
-                   student_epochs: int = 6, jobs: int = 1, threads: int = 0) -> Path:
+                   student_epochs: int = 6, jobs: int = 1, threads: int = 0,
+                   executor: ExecutorSpec | None = None) -> Path:
     """Train the steering grid, then write ``steering.csv``, ``steering.md`` and ``steering.png`` into ``out``."""
     runs, out = Path(runs), Path(out)
     teachers, students = steering_configs(runs, seeds, teacher_epochs, student_epochs)
-    run_all(teachers, jobs, threads)
-    run_all([c for *_, c in students], jobs, threads)
+    run_all(teachers, jobs, threads, executor=executor)
+    run_all([c for *_, c in students], jobs, threads, executor=executor)
     rows = []
     for variant, lr, k, cfg in students:
         r, ms = results.run_result(cfg.out), results.run_metrics(cfg.out)
@@ -487,15 +481,16 @@ def sweep_configs(out: Path, seeds, teacher_epochs: int, student_epochs: int, di
 
 
 def sweep(runs: str | Path, out: str | Path, seeds=(0, 1, 2), teacher_epochs: int = 8, student_epochs: int = 6,
-          jobs: int = 1, threads: int = 0, settings: BoundSettings | None = None, n_boot: int = 1000) -> Path:
+          jobs: int = 1, threads: int = 0, settings: BoundSettings | None = None, n_boot: int = 1000,
+          executor: ExecutorSpec | None = None) -> Path:
     """Train the sweep, evaluate every student's bounds and correlate them with the test error, into ``out``."""
     from cmkd_bounds.app.correlate import correlate
     from cmkd_bounds.app.evaluate import evaluate_runs
 
     runs, out = Path(runs), Path(out)
     teachers, students = sweep_configs(runs, seeds, teacher_epochs, student_epochs)
-    run_all(teachers, jobs, threads)
-    run_all(students, jobs, threads)
-    evaluate_runs(runs, out / "eval", settings or BoundSettings(), quiet=False)
+    run_all(teachers, jobs, threads, executor=executor)
+    run_all(students, jobs, threads, executor=executor)
+    evaluate_runs(runs, out / "eval", settings or BoundSettings(), quiet=False, executor=executor)
     correlate(out / "eval", out, n_boot=n_boot)
     return out / "correlation.md"
