@@ -1,4 +1,6 @@
-"""The same 12-run mini-sweep through the three executors on this machine; writes reports/benchmarks/executors.{md,json}.
+"""The same 12-run mini-sweep through the three executors on this machine.
+
+Writes reports/benchmarks/executors.{md,json}.
 
 Run: python scripts/bench_executors.py [--jobs 2] [--epochs 3]
 

@@ -16,8 +16,8 @@ MATH = {"kinds", "names", "bound_report", "costs", "concentration", "wasserstein
         "label_kernel",
         "features", "settings", "theorem"}
 DATA = {"names", "data", "datasets", "arrays", "synthetic", "protocols", "models"}
-TRAINING = {"alignment", "adaptation", "methods", "batches", "config", "checkpoint", "run_folder", "loop", "distributed",
-            "prepare"}
+TRAINING = {"alignment", "adaptation", "methods", "batches", "config", "checkpoint", "run_folder", "loop",
+            "distributed", "prepare"}
 
 
 def layer(module: str) -> int:

@@ -38,7 +38,7 @@ def _train(*args) -> int:
     return main(["train", *args, *FAST])
 
 
-# ----------------------------------------------------------------------------- 1. --standardize is part of compatibility
+# ----------------------------------------------------------------------------- 1. --standardize must agree
 def test_a_teacher_and_a_student_that_disagree_on_standardize_are_refused(in_tmp, capsys):
     _arrays(in_tmp / "views.npz", scale=300.0)
     assert _train("--role", "teacher", "--arrays", "views.npz", "--standardize", "--out", "t_std") == 0
