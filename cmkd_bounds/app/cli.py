@@ -234,6 +234,14 @@ def _cmd_sweep(args) -> int:
     return 0
 
 
+def _cmd_robustness(args) -> int:
+    from cmkd_bounds.app.robustness import robustness
+
+    print(robustness(args.runs, args.out, args.seeds, args.teacher_epochs, args.student_epochs, args.jobs,
+                     args.threads, executor=_executor(args)).read_text())
+    return 0
+
+
 def _cmd_correlate(args) -> int:
     from cmkd_bounds.app.correlate import correlate
 
@@ -363,6 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the runs")
     _experiment_options(sw)
     sw.set_defaults(func=_cmd_sweep)
+
+    rb = sub.add_parser("robustness", help="the paper's Table 14 analogue: label imbalance, domain shift and "
+                                           "disjoint pools (clean / moderate / hard) for CE, feature KD, UCMKD and "
+                                           "the domain-adaptation methods")
+    rb.add_argument("--runs", default="runs/robustness")
+    rb.add_argument("--out", default="reports/robustness")
+    rb.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    _experiment_options(rb)
+    rb.set_defaults(func=_cmd_robustness)
     return p
 
 
