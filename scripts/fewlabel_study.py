@@ -103,7 +103,7 @@ def summary(rat: list[dict], rows: list[dict], corr: list[dict]) -> tuple[list[d
         v = np.array([r["value"] for r in mine])
         values.append({"certificate": form, "K": K, "median value": float(np.median(v)),
                        "covers its pool in": float(np.mean([r["value"] >= r["pool_truth"] - 1e-12 for r in mine]))
-                       if form.endswith("_pool") else None})
+                       if form.endswith("_pool") else "-"})
     cs = []
     for s in names.SURROGATES:
         c = np.array([r["correlation"] for r in corr if r["surrogate"] == s])
@@ -141,7 +141,9 @@ def render(table, values, cs, a, n_students, seconds) -> str:
         "## Prediction-powered / best direct, pool level", "", markdown(pool).strip(), "",
         "## Certificate values (median over students and draws) and coverage of the pool", "",
         "Every pool certificate must cover its pool's own mean in at least 1 - eta of the draws; the pool truth is "
-        "known here because every label was given to the tool and hidden from the certificates.", "",
+        "known here because every label was given to the tool and hidden from the certificates. A population "
+        "certificate's truth (the risk over the distribution) is not known here ('-'); `reports/theory/coverage.md` "
+        "checks it on simulated worlds.", "",
         markdown(values).strip(), ""]
     return "\n".join(lines)
 

@@ -39,6 +39,10 @@ def blocks() -> dict:
         out["spread"] = body((r / "spread" / "quickstart.md").read_text())
     if (r / "avmnist" / "results.md").exists():
         out["avmnist"] = body((r / "avmnist" / "results.md").read_text())
+    if (r / "claims.md").exists():
+        out["claims"] = section((r / "claims.md").read_text(), "| claim")
+    if (r / "robustness" / "results.md").exists():
+        out["robustness"] = body((r / "robustness" / "results.md").read_text())
     if (r / "ucmkd" / "steering.md").exists():
         out["steering"] = body((r / "ucmkd" / "steering.md").read_text())
     if (r / "study" / "correlation.md").exists():
@@ -55,7 +59,7 @@ def blocks() -> dict:
         md = (r / "benchmarks" / "executors.md").read_text()
         out["executors"] = section(md, "| executor")
     parts = []
-    for name in ("w1.md", "paper_scale.md", "bilevel.md", "startup.md"):
+    for name in ("w1.md", "paper_scale.md", "bilevel.md", "startup.md", "threads.md"):
         f = r / "benchmarks" / name
         if f.exists():
             parts.append(f"From `reports/benchmarks/{name}`:\n\n" + body(f.read_text()))
