@@ -228,7 +228,8 @@ def _epoch(cfg: TrainConfig, s: _Setup, run: RunFolder, epoch: int, rank: int, w
     torch.manual_seed(cfg.seed * 100_003 + epoch)
     plan = plan_epoch(cfg, s.y_train, s.lab, s.teacher_y, s.corr, epoch)
     s.method.begin_epoch(EpochContext(pool=s.data_train, t_feats=s.t_feats, t_labels=None if s.teacher_y is None
-                                      else torch.as_tensor(s.teacher_y), epoch=epoch, seed=cfg.seed, device=device))
+                                      else torch.as_tensor(s.teacher_y), epoch=epoch, seed=cfg.seed, device=device,
+                                      labelled=s.lab))
     # every rank takes the same number of steps (all-reduce needs it): wrap around when uneven
     mine = [(rank + world * j) % plan.steps for j in range(math.ceil(plan.steps / world))]
     sums = {}

@@ -115,8 +115,9 @@ class Method:
 
 @dataclass
 class EpochContext:
-    """What an epoch's start shows a method: the student's training pool, the frozen teacher's features and
-    labels of its training items, the epoch and the run's seed."""
+    """What an epoch's start shows a method: the student's training pool, the places of its labelled items (only
+    their labels may be read), the frozen teacher's features and labels of its training items, the epoch and the
+    run's seed."""
 
     pool: object  # training.data.ModalityData
     t_feats: torch.Tensor | None
@@ -124,6 +125,7 @@ class EpochContext:
     epoch: int
     seed: int
     device: object
+    labelled: np.ndarray | None = None  # pool places whose labels training may use (None: every item)
 
 
 class _Adaptation(Method):
@@ -204,8 +206,9 @@ class DANN(_Adaptation):
 class OTPseudo(_Adaptation):
     """At the start of every ``pseudo_every``-th epoch, OT label propagation from (a seeded subsample of at most
     ``pseudo_teacher``) teacher training features and labels to the whole student pool, encoded by the current
-    model; each step adds ``CE(h_S(z_S), argmax q)`` weighted by ``max q`` (the pseudo-label's confidence) on
-    the label-free batch."""
+    model; a labelled item keeps its own label (confidence 1), so only the unlabelled items are pseudo-labelled
+    and with all labels the method is CE with weight ``1 + lambda_da``; each step adds
+    ``CE(h_S(z_S), argmax q)`` weighted by ``max q`` (the pseudo-label's confidence) on the label-free batch."""
 
     name = "ot_pseudo"
 
@@ -226,6 +229,8 @@ class OTPseudo(_Adaptation):
         keep = np.sort(rng.choice(m, min(m, cfg.pseudo_teacher), replace=False))
         q = ot_pseudo_labels(ctx.t_feats[keep].double().numpy(), ctx.t_labels[keep].numpy(), z_s,
                              self.model.spec["num_classes"], cfg.pseudo_reg_e, cfg.pseudo_reg_cl, cfg.pseudo_iters)
+        lab = np.arange(len(q)) if ctx.labelled is None else np.asarray(ctx.labelled)
+        q[lab] = np.eye(q.shape[1])[ctx.pool.y.numpy()[lab]]
         self.pseudo = torch.as_tensor(q, dtype=torch.float32)
 
     def adaptation(self, zf, lf, zt, yt, places):
