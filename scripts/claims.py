@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import ttest_rel
 
+from cmkd_bounds import names
 from cmkd_bounds.app.results import read_bound
 from cmkd_bounds.app.tables import markdown
 from cmkd_bounds.atomic import write_text
@@ -133,7 +134,7 @@ def claim_bound_holds():
     for f in files:
         b = read_bound(f.parent)
         obs = b["observed_risk"]
-        for store, key in ((paper, "bound_paper_style"), (cert, "bound_certified"), (asym, "bound_asymptotic")):
+        for store, key in ((paper, names.BOUND_PAPER_STYLE), (cert, names.BOUND_CERTIFIED), (asym, names.BOUND_ASYMPTOTIC)):
             v = b[key]["value"]
             store.append((v >= obs, (v - obs) / v if v > 0 else float("nan")))
     n = len(files)
@@ -213,7 +214,7 @@ def claim_fa_la_govern():
     rows = read_csv(need(REPORTS / "study" / "correlation.csv", "cmkd-bounds sweep"))
     strata = [r for r in rows if r["direction"] != "all"]
     out, verdicts = [], []
-    for label, measure in (("FA (transport term)", "transport_feature"), ("LA", "label_alignment")):
+    for label, measure in (("FA (transport term)", names.TRANSPORT_FEATURE), ("LA", names.LABEL_ALIGNMENT)):
         rs = [r for r in strata if r["measure"] == measure and r["tau_error"] not in ("", "nan")]
         taus = [float(r["tau_error"]) for r in rs]
         pos = sum(float(r["tau_error_lo"]) > 0 for r in rs)

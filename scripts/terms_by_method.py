@@ -24,6 +24,7 @@ import numpy as np
 import ot
 from scipy.stats import ttest_rel
 
+from cmkd_bounds import names
 from cmkd_bounds.app.bridge import features_from_checkpoints
 from cmkd_bounds.app.results import read_bound
 from cmkd_bounds.app.tables import csv_text, markdown
@@ -31,7 +32,7 @@ from cmkd_bounds.atomic import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURES = {"w1": "marginal W1", "class_w1": "class W1", "plan_mismatch": "plan mass across classes",
-            "transport_feature": "FA term (tau W1)", "class_transport": "class transport term", "test_acc": "test acc"}
+            names.TRANSPORT_FEATURE: "FA term (tau W1)", "class_transport": "class transport term", "test_acc": "test acc"}
 
 
 def exact(x, y):
@@ -51,7 +52,7 @@ def measures(folder: Path, row: dict) -> dict:
     class_w1 = sum(pi[c] * exact(zS[yS == c], zT[yT == c])[1] for c in range(len(pi))
                    if (yS == c).any() and (yT == c).any())
     return {"w1": w1, "class_w1": float(class_w1), "plan_mismatch": float(P[yS[:, None] != yT[None, :]].sum()),
-            "transport_feature": float(row["transport_feature"]),
+            names.TRANSPORT_FEATURE: float(row[names.TRANSPORT_FEATURE]),
             "class_transport": float(pi @ np.array([c.get("term", 0.0) for c in pc])),
             "at_cap": float(np.mean([c.get("term", 0.0) >= b["settings"]["loss_clip"] - 1e-9 for c in pc])),
             "test_acc": float(row["test_acc"])}
