@@ -1,6 +1,7 @@
 """`cmkd-bounds evaluate --features` end to end: files, keys, kinds, every sample used, atomic claimed folders."""
 
 import csv
+import io
 import json
 import threading
 
@@ -133,3 +134,20 @@ def test_bad_bundles_get_clear_errors(tmp_path, bundle, capsys):
     np.save(npy, np.zeros(3))
     assert main(["evaluate", "--features", str(npy), "--out", str(tmp_path / "o")]) == 2
     assert "a single array (.npy)" in capsys.readouterr().err
+
+
+def test_the_runs_figure_draws_every_method_in_its_own_colour():
+    """evaluate --runs on the grid (nine methods) failed drawing its figure: the palette had seven colours."""
+    from matplotlib.image import imread
+
+    from cmkd_bounds import names
+    from cmkd_bounds.app import figures
+
+    methods = ("ce", "vanilla_kd", "feature_kd", "joint", "ucmkd", "deepjdot", "dann", "coral", "ot_pseudo")
+    rows = [{"direction": "image->audio", "labels_per_class": 10, "method": m, "observed_risk": 0.1 + 0.01 * i,
+             names.bound_column(names.ASYMPTOTIC_SHARPEST): 2.0 + i, names.bound_column(names.ASYMPTOTIC_FEATURE): 3.0,
+             **{names.bound_column(k): 1.0 + i for k in names.CERTIFIED_TRANSFER}} for i, m in enumerate(methods)]
+    png = figures.fig_runs(rows)
+    assert imread(io.BytesIO(png)).ndim == 3
+    fig_colours = {m: figures.method_colour(methods, m) for m in methods}
+    assert len(set(fig_colours.values())) == len(methods)

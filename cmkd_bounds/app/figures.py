@@ -131,13 +131,21 @@ def fig_lipschitz(report: BoundReport) -> bytes:
 SHARPEST, FEATURE_FORM = names.bound_column(names.ASYMPTOTIC_SHARPEST), names.bound_column(names.ASYMPTOTIC_FEATURE)
 
 
+def method_colour(methods, method) -> tuple:
+    """A distinct colour for each of up to 20 methods (tab10, then tab20), in the order of ``methods``."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10" if len(methods) <= 10 else "tab20"]
+    return tuple(palette(list(methods).index(method) % palette.N))
+
+
 def fig_runs(rows) -> bytes:
     """Across the runs of ``evaluate --runs``: the sharpest plug-in and the best certified bound against the observed
     risk, one panel per direction and label regime, one colour per method."""
     plt = pyplot()
     panels = sorted({(r["direction"], r["labels_per_class"]) for r in rows}, key=str)
     methods = sorted({r["method"] for r in rows})
-    colors = dict(zip(methods, ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b2", "#937860", "#da8bc3")))
+    colors = {m: method_colour(methods, m) for m in methods}
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
     for ax, (direction, k) in zip(axes[0], panels):
         rs = [r for r in rows if (r["direction"], r["labels_per_class"]) == (direction, k)]
