@@ -130,11 +130,16 @@ def claim_bound_holds():
     files = sorted((REPORTS / "study" / "eval").glob("*/bound.json"))
     if not files:
         raise Missing("reports/study/eval/*/bound.json is missing (run `cmkd-bounds sweep`)")
-    paper, cert, asym = [], [], []
+    paper, cert, asym, sharp = [], [], [], []
     for f in files:
         b = read_bound(f.parent)
-        obs = b["observed_risk"]
-        for store, key in ((paper, names.BOUND_PAPER_STYLE), (cert, names.BOUND_CERTIFIED), (asym, names.BOUND_ASYMPTOTIC)):
+        b[names.ASYMPTOTIC_FEATURE] = b["bounds"][names.ASYMPTOTIC_FEATURE]
+        # each value beside the observed quantity of the same kind: the paper's bound and the paper-style value are
+        # about the CE risk; the certified bound about the risk of the CE clipped at c
+        for store, key, obs in ((paper, names.BOUND_PAPER_STYLE, b["observed_risk"]),
+                                (cert, names.BOUND_CERTIFIED, b["observed_risk_clipped"]),
+                                (asym, names.ASYMPTOTIC_FEATURE, b["observed_risk"]),
+                                (sharp, names.BOUND_ASYMPTOTIC, b["observed_risk"])):
             v = b[key]["value"]
             store.append((v >= obs, (v - obs) / v if v > 0 else float("nan")))
     n = len(files)
@@ -145,20 +150,21 @@ def claim_bound_holds():
     def gap(x):
         return 100 * float(np.nanmean([g for _, g in x]))
 
-    ours = (f"{n} students of the study: the certified bound is above the observed test risk for {held(cert)} of "
-            f"{n} (mean relative gap (bound - risk) / bound {gap(cert):.1f} %), the plug-in asymptotic bound for "
-            f"{held(asym)} ({gap(asym):.1f} %), the paper-style value (the quantities the official code logs) for "
-            f"{held(paper)} ({gap(paper):.1f} %).")
-    holds = held(cert) == n and held(paper) == n
+    ours = (f"{n} students of the study: the paper's bound (Theorem 2.6 on the samples, plug-in) is above the "
+            f"observed test risk for {held(asym)} of {n} (mean relative gap (bound - risk) / bound {gap(asym):.1f} %), "
+            f"the paper-style value (the quantities the official code logs) for {held(paper)} ({gap(paper):.1f} %); "
+            f"our sharpest plug-in form (log C cap, sharpest transport) for {held(sharp)} ({gap(sharp):.1f} %), "
+            f"our certified bound is above the observed clipped test risk for {held(cert)} ({gap(cert):.1f} %).")
+    holds = held(asym) == n and held(paper) == n
     gap_ok = abs(gap(paper) - 24.5) <= 5
     verdict = ("reproduced" if holds and gap_ok else
-               "refuted" if held(cert) < n else
-               f"{'holds: reproduced' if holds else 'holds: not reproduced'}; gap: not reproduced")
+               "refuted" if not holds else "holds: reproduced; gap: not reproduced")
     return {"claim": claim_bound_holds.__doc__, "paper": "bound above the error; gap 24.5 %",
             "evidence": "reports/study/eval/*/bound.json (`cmkd-bounds sweep`)", "ours": ours, "verdict": verdict,
-            "rule": "holds: every student's certified and paper-style values are above its observed test risk "
-                    "(refuted if a certified value is below); gap: the paper-style mean relative gap within 5 "
-                    "points of 24.5 %. Our tasks are avmnist's, not the paper's: the gap is compared in kind."}
+            "rule": "holds: the paper's bound and the paper-style value are above every student's observed test risk "
+                    "(refuted if one is below); gap: the paper-style mean relative gap within 5 points of 24.5 %. "
+                    "The certified bound, ours, bounds the clipped risk with probability 1 - eta and is shown for "
+                    "information. Our tasks are avmnist's, not the paper's: the gap is compared in kind."}
 
 
 def claim_unpaired_beats_paired():
