@@ -19,7 +19,7 @@ def test_rate_fit_recovers_minus_half_in_one_dimension():
     assert np.all(rc.band[0] <= rc.band[1])
 
 
-@pytest.mark.parametrize("d", [3, 4, 5, 6])
+@pytest.mark.parametrize("d", [3, *(pytest.param(d, marks=pytest.mark.slow) for d in (4, 5, 6))])
 def test_rate_fit_on_uniform_cube_is_near_minus_one_over_d(d):
     x = np.random.default_rng(d).uniform(size=(3000, d))
     rc = rate_curve(x, sizes=[40, 80, 160, 320, 640, 1280], repeats=4, seed=0)
@@ -85,6 +85,7 @@ def test_dyadic_deviation_rests_on_a_false_support_assumption():
     assert fails >= 4
 
 
+@pytest.mark.slow
 def test_rate_curve_values_do_not_depend_on_the_number_of_processes():
     x = np.random.default_rng(0).normal(size=(300, 3))
     a = rate_curve(x, sizes=[20, 40, 80], repeats=3, seed=2)

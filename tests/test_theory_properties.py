@@ -97,6 +97,7 @@ def test_kantorovich_rubinstein_for_random_lipschitz_functions(xy, L, seed):
     assert abs(g(x).mean() - g(y).mean()) <= L * w1_exact(x, y).value + 1e-9
 
 
+@pytest.mark.slow
 def test_finite_sample_terms_shrink_as_n_grows():
     w = SyntheticWorld(num_classes=3, latent_dim=2, feature_shift=0.5, seed=1)
     extras = []
