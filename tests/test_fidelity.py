@@ -222,6 +222,48 @@ def test_log_domain_gradient_is_the_same_when_the_half_step_plans_are_recomputed
     assert float((kept_g - ref_g).abs().max()) <= 1e-8 * float(ref_g.abs().max())
 
 
+def test_reused_half_step_buffers_never_overwrite_a_live_solution():
+    """The kept half-step plans live in pooled buffers (fresh ones cost page faults): a buffer is handed out again
+    only once no solution holds it, so two value-and-gradient graphs alive together keep their own plans and give
+    the gradients each would give alone."""
+    from training import alignment
+
+    g = torch.Generator().manual_seed(6)
+    Cs = [torch.cdist(torch.randn(30, 8, generator=g) * 50, torch.randn(20, 8, generator=g) * 50).double()
+          for _ in range(3)]
+    alone = [_value_and_grad(lambda c: transport_cost(c, 0.1), C)[1] for C in Cs]
+    leaves = [C.clone().requires_grad_(True) for C in Cs]
+    values = [transport_cost(c, 0.1) for c in leaves]  # three graphs alive at once, each holding its plans
+    for v, c, ref in zip(values, leaves, alone):
+        (gr,) = torch.autograd.grad(v, c)
+        assert torch.equal(gr, ref)
+    del values, v  # an output holds its graph's solution (and its buffer) while it lives
+    s1 = alignment._solve(Cs[0], 0.1, 100, alignment.STOP_THR, alignment.CHECK_EVERY, keep=True)
+    s2 = alignment._solve(Cs[1], 0.1, 100, alignment.STOP_THR, alignment.CHECK_EVERY, keep=True)
+    assert not np.shares_memory(s1.Pi, s2.Pi) and not np.shares_memory(s1.Pi, s1.Xi)
+    freed = id(s1.Pi.base)  # the id only: a reference would keep the buffer held
+    del s1
+    s3 = alignment._solve(Cs[2], 0.1, 100, alignment.STOP_THR, alignment.CHECK_EVERY, keep=True)
+    assert id(s3.Pi.base) == freed and not np.shares_memory(s2.Pi, s3.Pi)  # the freed buffer, not the held one
+
+
+def test_flushing_subnormals_in_the_reverse_pass_changes_nothing_and_is_undone():
+    from training import alignment
+
+    def flushing():
+        return float(np.multiply(np.float64(1e-310), 1.0)) == 0.0
+
+    g = torch.Generator().manual_seed(7)
+    C = torch.cdist(torch.randn(40, 8, generator=g) * 60, torch.randn(30, 8, generator=g) * 60).double()
+    s = alignment._solve(C, 0.1, 100, alignment.STOP_THR, alignment.CHECK_EVERY, keep=True)
+    assert isinstance(s, alignment._LogSolution) and not flushing()
+    plain = alignment._log_backward_flushed(s, 0.1)  # called directly: subnormals computed in full
+    assert np.array_equal(alignment._log_backward(s, 0.1), plain)
+    assert not flushing()  # the mode found is restored
+    with alignment._subnormals_flushed():
+        assert flushing() or not torch.set_flush_denormal(False)  # (a CPU without the mode: nothing to test)
+
+
 @pytest.mark.parametrize("dim", [16, 64])
 def test_float32_official_l2_gradient_breaks_ours_is_finite_and_exact(dim):
     """Unit-scale features: ``exp(-C / 0.1)`` underflows in float32 for part of the matrix (16-d:

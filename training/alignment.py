@@ -57,6 +57,9 @@ gradient) and ``LA = mean(CE(h_S(z), y) - kappa * CE(h_T(z), y))`` as in the off
 from __future__ import annotations
 
 import math
+import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -206,10 +209,40 @@ EXP_FLOOR = -600.0  # exp(-600) = 3e-261: below it a term changes a log-sum-exp 
 # such terms with the scaled adjoints stay clear of subnormal numbers (whose arithmetic is 100 times slower)
 
 
+POOL_MAX_BYTES = 32 * 2**20  # half-step plan buffers up to this size are reused across calls (at most 2 per shape)
+_POOL: dict[tuple, list[np.ndarray]] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _half_step_buffer(shape: tuple) -> np.ndarray:
+    """An uninitialised float64 array of ``shape`` for the kept half-step plans, reused when no solution holds it.
+
+    A fresh multi-megabyte array is new memory the kernel maps page by page on first touch: at a 64-item batch
+    that cost the unrolled FA step about 2 ms of its 10. A pooled buffer is handed out again only when nothing
+    but the pool refers to it (a :class:`_LogSolution` keeps views of it, and so a reference, until its backward
+    pass is done and the graph freed), so a live solution's plans are never overwritten."""
+    if 8 * math.prod(shape) > POOL_MAX_BYTES:
+        return np.empty(shape)
+    with _POOL_LOCK:
+        pool = _POOL.setdefault(shape, [])
+        for buf in pool:
+            if sys.getrefcount(buf) == 3:  # the pool's list, this loop's name and getrefcount's argument
+                return buf
+        buf = np.empty(shape)
+        if len(pool) < 2:
+            if len(_POOL) > 8:  # many batch shapes: start afresh rather than grow
+                _POOL.clear()
+                _POOL[shape] = pool = []
+            pool.append(buf)
+        return buf
+
+
 @dataclass
 class _LogSolution:
-    """The log-domain iterates: ``lu`` ``(T + 1, n)``, ``lv`` ``(T, m)``, the final plan, and the half-step plans
-    ``Pi`` and ``Xi`` ``(T, n, m)`` (module docstring) when they fit in :data:`LOG_KEEP_BYTES`."""
+    """The log-domain iterates: ``lu`` ``(T + 1, n)``, ``lv`` ``(T, m)``, the final plan, and, when they fit in
+    :data:`LOG_KEEP_BYTES`, the half-step plans of the module docstring as the exponentials the forward pass
+    computed and their scalings: ``Pi_t = diag(pi_rows[t]) Pi[t]``, ``Xi_t = Xi[t] diag(xi_cols[t])`` (``Pi``,
+    ``Xi`` ``(T, n, m)``, entries in ``[exp(-600), 1]``; ``pi_rows`` ``(T, n)``, ``xi_cols`` ``(T, m)``)."""
 
     Cs: np.ndarray
     logK: np.ndarray
@@ -217,14 +250,20 @@ class _LogSolution:
     lv: np.ndarray
     T: int
     plan: np.ndarray
-    Pi: np.ndarray | None
-    Xi: np.ndarray | None
+    Pi: np.ndarray | None = None
+    Xi: np.ndarray | None = None
+    pi_rows: np.ndarray | None = None
+    xi_cols: np.ndarray | None = None
 
 
 def _log_iterates_np(Cs: np.ndarray, eps: float, iters: int, stop_thr: float, check_every: int,
                      keep: bool) -> _LogSolution:
     """POT's iterates in the log domain: ``log v_t = log b - lse_i(log K + log u_{t-1})``,
-    ``log u_t = log a - lse_j(log K + log v_t)``, each log-sum-exp shifted by its maximum."""
+    ``log u_t = log a - lse_j(log K + log v_t)``, each log-sum-exp shifted by its maximum.
+
+    With ``keep`` the exponentials of each half-step are written straight into the kept arrays (no extra pass),
+    with the scalings that make them the half-step plans; the plan itself is formed only where the marginal is
+    checked and at the end (the same products as forming it at every iteration)."""
     n, m = Cs.shape
     a, b = 1.0 / n, 1.0 / m
     logK = Cs / -eps
@@ -232,7 +271,8 @@ def _log_iterates_np(Cs: np.ndarray, eps: float, iters: int, stop_thr: float, ch
     lu = np.empty((iters + 1, n))
     lv = np.empty((iters, m))
     lu[0] = math.log(a)
-    Pi, Xi = (np.empty((iters, n, m)), np.empty((iters, n, m))) if keep else (None, None)
+    Pi, Xi = _half_step_buffer((2, iters, n, m)) if keep else (None, None)
+    pi_rows, xi_cols = (np.empty((iters, n)), np.empty((iters, m))) if keep else (None, None)
     M = np.empty((n, m))
     T, plan = iters, None
     for i in range(iters):
@@ -240,33 +280,55 @@ def _log_iterates_np(Cs: np.ndarray, eps: float, iters: int, stop_thr: float, ch
         cmax = M.max(0)
         M -= cmax
         np.maximum(M, EXP_FLOOR, out=M)  # exp below this is subnormal (slow) and negligible beside the max's 1
-        np.exp(M, out=M)
-        s1 = M.sum(0)
+        E = Xi[i] if keep else M
+        np.exp(M, out=E)
+        s1 = E.sum(0)
         lv[i] = math.log(b) - cmax - np.log(s1)
         if keep:
-            np.multiply(M, b / s1, out=Xi[i])
+            np.divide(b, s1, out=xi_cols[i])
         np.add(logK, lv[i][None, :], out=M)
         rmax = M.max(1)
         M -= rmax[:, None]
         np.maximum(M, EXP_FLOOR, out=M)
-        np.exp(M, out=M)
-        s2 = M.sum(1)
+        F = Pi[i] if keep else M
+        np.exp(M, out=F)
+        s2 = F.sum(1)
         lu[i + 1] = math.log(a) - rmax - np.log(s2)
-        P = np.multiply(M, (a / s2)[:, None], out=Pi[i] if keep else None)
+        rows = np.divide(a, s2, out=pi_rows[i] if keep else None)
         if i % check_every == 0 or i == iters - 1:
-            plan = P
-            col = P.sum(0) - b
+            plan = F * rows[:, None]
+            col = plan.sum(0) - b
             if math.sqrt(float(col @ col)) < stop_thr:
                 T = i + 1
                 break
-    if T == iters and plan is not P:
-        plan = P
-    return _LogSolution(Cs, logK, lu[: T + 1], lv[:T], T, plan, None if Pi is None else Pi[:T],
-                        None if Xi is None else Xi[:T])
+    if not keep:
+        return _LogSolution(Cs, logK, lu[: T + 1], lv[:T], T, plan)
+    return _LogSolution(Cs, logK, lu[: T + 1], lv[:T], T, plan, Pi[:T], Xi[:T], pi_rows[:T], xi_cols[:T])
+
+
+@contextmanager
+def _subnormals_flushed():
+    """Run the block with subnormal floats read and written as 0 (the CPU's FTZ/DAZ modes, through torch), then
+    restore the mode found. The half-step plans hold entries down to ``exp(-600)``; their products with small
+    adjoints fall below 2.2e-308, where every operation is many times slower; flushing changes a result by less
+    than 1e-307 in absolute value (nothing, at the sizes of a gradient) and halves the reverse pass."""
+    was = float(np.multiply(np.float64(1e-310), 1.0)) == 0.0  # already flushing?
+    if was or not torch.set_flush_denormal(True):
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def _log_backward(s: _LogSolution, eps: float) -> np.ndarray:
     """``dW/dC`` through the ``T`` log-domain iterations by the scaled adjoints of the module docstring."""
+    with _subnormals_flushed():
+        return _log_backward_flushed(s, eps)
+
+
+def _log_backward_flushed(s: _LogSolution, eps: float) -> np.ndarray:
     n, m = s.Cs.shape
     a, b = 1.0 / n, 1.0 / m
     P = s.plan
@@ -275,22 +337,25 @@ def _log_backward(s: _LogSolution, eps: float) -> np.ndarray:
     G = np.zeros((n, m))
     At = CP.sum(1) / a
     for t in range(s.T, 0, -1):
-        if s.Pi is not None:
-            Pi, Xi = s.Pi[t - 1], s.Xi[t - 1]
+        A[t - 1] = At
+        if s.Pi is not None:  # Pi_t^T A~ = Pi[t]^T (pi_rows o A~), Xi_t B~ = Xi[t] (xi_cols o B~)
+            Bt = (s.Pi[t - 1].T @ (s.pi_rows[t - 1] * At)) * (-1.0 / b)
         else:  # recomputed from the log-scalings
             Pi = np.exp(np.maximum(s.logK + s.lu[t][:, None] + s.lv[t - 1][None, :], EXP_FLOOR))
             Xi = np.exp(np.maximum(s.logK + s.lu[t - 1][:, None] + s.lv[t - 1][None, :], EXP_FLOOR))
-        A[t - 1] = At
-        Bt = (Pi.T @ At) * (-1.0 / b)
+            Bt = (Pi.T @ At) * (-1.0 / b)
         if t == s.T:
             Bt += CP.sum(0) / b
         B[t - 1] = Bt
         if s.Pi is None:
             G += At[:, None] * Pi + Xi * Bt[None, :]
         if t > 1:
-            At = (Xi @ Bt) * (-1.0 / a)
-    if s.Pi is not None:  # the accumulation, vectorised over the iterations
-        G = np.einsum("ti,tij->ij", A, s.Pi) + np.einsum("tij,tj->ij", s.Xi, B)
+            if s.Pi is not None:
+                At = (s.Xi[t - 1] @ (s.xi_cols[t - 1] * Bt)) * (-1.0 / a)
+            else:
+                At = (Xi @ Bt) * (-1.0 / a)
+    if s.Pi is not None:  # the accumulation, vectorised over the iterations, with the scalings folded in
+        G = np.einsum("ti,tij->ij", A * s.pi_rows, s.Pi) + np.einsum("tij,tj->ij", s.Xi, B * s.xi_cols)
     return P - CP / eps + G / eps
 
 
