@@ -34,6 +34,15 @@ def test_options_and_the_local_executor():
         parse_options(["partition"])
 
 
+def test_a_missing_cluster_extra_is_said_before_anything_runs(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "submitit" else real(name, *a))
+    with pytest.raises(ValueError, match=r"--executor submitit needs submitit.*\[cluster\]"):
+        ExecutorSpec("submitit", 2)
+
+
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
     out = tmp_path_factory.mktemp("ex") / "teacher"

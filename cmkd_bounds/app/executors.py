@@ -21,12 +21,14 @@ teacher-then-students barrier stays: :func:`run_tasks` returns only when every t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 EXECUTORS = ("local", "submitit", "dask")
+NEEDS = {"submitit": ("submitit",), "dask": ("distributed",)}  # the modules each executor imports
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class ExecutorSpec:
             raise ValueError(f"unknown executor {self.kind!r}; known: {', '.join(EXECUTORS)}")
         if self.jobs < 1:
             raise ValueError("jobs must be >= 1")
+        missing = [m for m in NEEDS.get(self.kind, ()) if importlib.util.find_spec(m) is None]
+        if missing:  # said before any run starts, not as an import error halfway through a study
+            raise ValueError(f"--executor {self.kind} needs {', '.join(missing)}, which is not installed: "
+                             "pip install -e \".[cluster]\"")
 
 
 def parse_options(items: Sequence[str] | None) -> dict:
