@@ -97,6 +97,9 @@ def test_every_adaptation_method_trains_in_both_regimes(teacher, tmp_path, metho
         res = json.loads((out / "result.json").read_text())
         hist = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
         assert res["method"] == method and res["test_acc"] > 0.3 and all(np.isfinite(h["da"]) for h in hist)
+        if method == "ot_pseudo":  # the refit epochs (0, then every pseudo_every) record the pseudo-labels' quality
+            assert "pseudo_items" in hist[0] and (hist[0]["pseudo_items"] == 0) == (k == 0)
+            assert k == 0 or 0 <= hist[0]["pseudo_acc"] <= 1
 
 
 @pytest.mark.parametrize("method", ["dann", "ot_pseudo"])
@@ -152,11 +155,13 @@ def test_ot_pseudo_keeps_the_labels_it_has_and_pseudo_labels_only_the_rest():
     method = make_method(cfg, model, torch.optim.AdamW(model.parameters()))
     t_feats, t_labels = torch.randn(40, 6, generator=g), torch.arange(40) % 4
     lab = np.array([0, 5, 10, 15, 20])
-    method.begin_epoch(EpochContext(pool=pool, t_feats=t_feats, t_labels=t_labels, epoch=0, seed=0, device="cpu",
-                                    labelled=lab))
+    diag = method.begin_epoch(EpochContext(pool=pool, t_feats=t_feats, t_labels=t_labels, epoch=0, seed=0,
+                                           device="cpu", labelled=lab))
     q = method.pseudo.numpy()
     assert np.array_equal(q[lab], np.eye(4)[y.numpy()[lab]])
     rest = np.setdiff1d(np.arange(40), lab)
+    assert diag["pseudo_items"] == 35 and diag["pseudo_acc"] == np.mean(q[rest].argmax(1) == y.numpy()[rest])
+    assert diag["pseudo_conf"] == pytest.approx(q[rest].max(1).mean())
     rng = np.random.default_rng([0, 0, 23])
     keep = np.sort(rng.choice(40, 40, replace=False))
     expected = ot_pseudo_labels(t_feats[keep].double().numpy(), t_labels[keep].numpy(),

@@ -227,9 +227,9 @@ def _epoch(cfg: TrainConfig, s: _Setup, run: RunFolder, epoch: int, rank: int, w
     s.model.train()
     torch.manual_seed(cfg.seed * 100_003 + epoch)
     plan = plan_epoch(cfg, s.y_train, s.lab, s.teacher_y, s.corr, epoch)
-    s.method.begin_epoch(EpochContext(pool=s.data_train, t_feats=s.t_feats, t_labels=None if s.teacher_y is None
-                                      else torch.as_tensor(s.teacher_y), epoch=epoch, seed=cfg.seed, device=device,
-                                      labelled=s.lab))
+    t_labels = None if s.teacher_y is None else torch.as_tensor(s.teacher_y)
+    diagnostics = s.method.begin_epoch(EpochContext(pool=s.data_train, t_feats=s.t_feats, t_labels=t_labels,
+                                                    epoch=epoch, seed=cfg.seed, device=device, labelled=s.lab))
     # every rank takes the same number of steps (all-reduce needs it): wrap around when uneven
     mine = [(rank + world * j) % plan.steps for j in range(math.ceil(plan.steps / world))]
     sums = {}
@@ -250,7 +250,7 @@ def _epoch(cfg: TrainConfig, s: _Setup, run: RunFolder, epoch: int, rank: int, w
     val_acc = accuracy(s.model, s.data_val, device)
     return {"epoch": epoch + 1, "val_acc": val_acc, "val_items": len(s.data_val),
             "epoch_time": time.perf_counter() - t0, "steps": len(mine),
-            **{k: float(np.mean(v)) for k, v in sums.items()}}
+            **{k: float(np.mean(v)) for k, v in sums.items()}, **(diagnostics or {})}
 
 
 def _save_epoch(cfg: TrainConfig, s: _Setup, run: RunFolder, epoch: int, record: dict, history: list[dict],

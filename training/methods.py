@@ -102,8 +102,10 @@ class Method:
         self._apply(loss)
         return {"loss": loss.item(), "ce": loss.item()}
 
-    def begin_epoch(self, ctx: EpochContext) -> None:
-        """Called before the first step of every epoch (the pseudo-labelling methods refit there)."""
+    def begin_epoch(self, ctx: EpochContext) -> dict:
+        """Called before the first step of every epoch (the pseudo-labelling methods refit there); returns
+        diagnostics for the epoch's record in ``metrics.jsonl`` (none by default)."""
+        return {}
 
     def state_dict(self) -> dict:
         """What the method keeps across steps besides the model and its optimiser (saved with ``state.pt``)."""
@@ -216,10 +218,13 @@ class OTPseudo(_Adaptation):
         super().__init__(*args, **kw)
         self.pseudo: torch.Tensor | None = None
 
-    def begin_epoch(self, ctx: EpochContext) -> None:
+    def begin_epoch(self, ctx: EpochContext) -> dict:
+        """Refits the pseudo-labels; returns, for the epoch's record, how many items were pseudo-labelled, their mean
+        confidence and the share whose pseudo-label is their true class (``pseudo_acc``: a diagnostic read from the
+        pool's labels, which the method never trains on for those items; it shows a collapse as it happens)."""
         cfg = self.cfg
         if ctx.epoch % cfg.pseudo_every and self.pseudo is not None:
-            return
+            return {}
         from training.prepare import predict
 
         z_s = predict(self.model, ctx.pool, ctx.device, features=True).double().numpy()
@@ -230,8 +235,14 @@ class OTPseudo(_Adaptation):
         q = ot_pseudo_labels(ctx.t_feats[keep].double().numpy(), ctx.t_labels[keep].numpy(), z_s,
                              self.model.spec["num_classes"], cfg.pseudo_reg_e, cfg.pseudo_reg_cl, cfg.pseudo_iters)
         lab = np.arange(len(q)) if ctx.labelled is None else np.asarray(ctx.labelled)
-        q[lab] = np.eye(q.shape[1])[ctx.pool.y.numpy()[lab]]
+        y = ctx.pool.y.numpy()
+        q[lab] = np.eye(q.shape[1])[y[lab]]
         self.pseudo = torch.as_tensor(q, dtype=torch.float32)
+        rest = np.setdiff1d(np.arange(len(q)), lab)
+        if not len(rest):
+            return {"pseudo_items": 0}
+        return {"pseudo_items": int(len(rest)), "pseudo_conf": float(q[rest].max(1).mean()),
+                "pseudo_acc": float((q[rest].argmax(1) == y[rest]).mean())}
 
     def adaptation(self, zf, lf, zt, yt, places):
         q = self.pseudo[places.cpu()].to(lf.device)
