@@ -32,7 +32,8 @@ from cmkd_bounds.atomic import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURES = {"w1": "marginal W1", "class_w1": "class W1", "plan_mismatch": "plan mass across classes",
-            names.TRANSPORT_FEATURE: "FA term (tau W1)", "class_transport": "class transport term", "test_acc": "test acc"}
+            names.TRANSPORT_FEATURE: "FA term (tau W1)", "class_transport": "class transport term",
+            "test_acc": "test acc"}
 
 
 def exact(x, y):

@@ -140,3 +140,38 @@ def test_threads_option_and_results_on_stdout(in_tmp, capsys):
 def test_the_readme_says_how_the_best_epoch_is_chosen_and_how_many_threads():
     text = " ".join((ROOT / "README.md").read_text().split())
     assert "ties go to the later epoch" in text and "--threads 1" in text
+
+
+# ----------------------------------------------------------------------------- found by a fresh-clone trial
+def test_a_split_given_with_a_bundle_and_a_teacher_given_as_student_are_refused_clearly(in_tmp, capsys):
+    """``--split`` means nothing for a bundle (it was silently ignored); a teacher checkpoint passed as the student
+    was sent looking for its teacher ("give it with --teacher") instead of being named for what it is."""
+    from training.synthetic import SyntheticWorld
+
+    fs = SyntheticWorld(num_classes=3, seed=1).feature_set(60, 40, np.random.default_rng(0), with_calibration=False)
+    np.savez(in_tmp / "b.npz", **{k: v for k, v in fs.__dict__.items() if v is not None})
+    assert main(["evaluate", "--features", "b.npz", "--split", "val", "--out", "e"]) == 2
+    assert "--split chooses a split of the checkpoints' data" in capsys.readouterr().err
+    _arrays(in_tmp / "views.npz")
+    assert _train("--role", "teacher", "--arrays", "views.npz", "--out", "t") == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--student", "t/best.safetensors", "--out", "e2"]) == 2
+    err = capsys.readouterr().err
+    assert "a teacher checkpoint where a student is expected" in err and "--teacher" not in err
+    assert main(["evaluate", "--student", "t", "--out", "e3"]) == 2  # a run folder, not its checkpoint
+    assert "a run folder, not a checkpoint; give t/best.safetensors" in capsys.readouterr().err
+
+
+def test_multiseed_takes_threads(in_tmp, capsys):
+    import torch
+
+    _arrays(in_tmp / "views.npz")
+    before = torch.get_num_threads()
+    try:
+        assert main(["multiseed", "--arrays", "views.npz", "--method", "ce", "--protocol", "paired", "--seeds", "0",
+                     "--epochs", "1", "--teacher-epochs", "1", "--feat-dim", "8", "--out", "ms", "--threads", "1",
+                     "--quiet"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert "ce on arrays" in (in_tmp / "ms" / "table.md").read_text()

@@ -113,6 +113,8 @@ def teacher_reference(teacher_path) -> dict:
 
 def resolve_teacher(student: CheckpointMeta, student_path) -> Path:
     """The teacher checkpoint a student was taught by, found from any working directory."""
+    if student.role != "student":  # a teacher has no teacher to look for: say what the file is
+        raise CheckpointError(f"{student_path}: a {student.role} checkpoint where a student is expected")
     ref = student.teacher or {}
     here = Path(student_path).resolve().parent
     cands = [Path(ref["path"])] if ref.get("path") else []

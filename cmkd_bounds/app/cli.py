@@ -44,17 +44,13 @@ def _executor(args):
     from cmkd_bounds.app.executors import ExecutorSpec, parse_options
 
     kind = getattr(args, "executor", "local")
-    if kind != "local":
-        import importlib.util
-
-        need = {"submitit": "submitit", "dask": "distributed"}[kind]
-        if importlib.util.find_spec(need) is None:
-            raise UserError(f"--executor {kind} needs the cluster extra: pip install -e \".[cluster]\"")
     return ExecutorSpec(kind, max(1, getattr(args, "jobs", 1)), parse_options(getattr(args, "executor_opts", None)))
 
 
 def _need_file(path, what: str) -> None:
     if path is not None and not Path(path).is_file():
+        if (Path(path) / "best.safetensors").is_file():
+            raise UserError(f"{what} {path}: a run folder, not a checkpoint; give {Path(path) / 'best.safetensors'}")
         raise UserError(f"{what} {path}: no such file")
 
 
@@ -62,6 +58,9 @@ def _settings(args):
     from cmkd_bounds.settings import BoundSettings
 
     design = {}
+    if getattr(args, "split", None) is not None and getattr(args, "features", None):
+        raise UserError("--split chooses a split of the checkpoints' data; a features bundle holds its items "
+                        "already (describe how they were drawn with --sampling and --selected-among)")
     for name in ("sampling", "selected_among"):
         if getattr(args, name, None) is not None:
             if not getattr(args, "features", None):
@@ -154,7 +153,7 @@ def _cmd_evaluate(args) -> int:
     from cmkd_bounds.app.results import REPORT_FILES as FILES
 
     if args.runs:
-        rows = ev.evaluate_runs(args.runs, args.out, settings, split=args.split, overwrite=args.overwrite,
+        rows = ev.evaluate_runs(args.runs, args.out, settings, split=args.split or "test", overwrite=args.overwrite,
                                 quiet=args.quiet, executor=_executor(args), threads=args.threads)
         print(f"evaluated {len(rows)} student runs; wrote {args.out}/summary.csv, summary.md, bound_gap_by_method.png "
               "and one report folder per run")
@@ -163,7 +162,7 @@ def _cmd_evaluate(args) -> int:
         report = ev.evaluate_bundle(args.features, args.out, settings, overwrite=args.overwrite, quiet=args.quiet,
                                     labelled_index=args.labelled_index)
     else:
-        report = ev.evaluate_checkpoints(args.teacher, args.student, args.out, settings, split=args.split,
+        report = ev.evaluate_checkpoints(args.teacher, args.student, args.out, settings, split=args.split or "test",
                                          overwrite=args.overwrite, quiet=args.quiet,
                                          labelled_index=args.labelled_index)
     print(console_summary(report))
@@ -205,7 +204,9 @@ def _cmd_multiseed(args) -> int:
     _need_file(args.teacher, "--teacher")
     from cmkd_bounds.app.experiments import multiseed
 
-    table = multiseed(replace(cfg, teacher=args.teacher), args.seeds, args.out, args.teacher_epochs, args.jobs)
+    _threads(args)
+    table = multiseed(replace(cfg, teacher=args.teacher), args.seeds, args.out, args.teacher_epochs, args.jobs,
+                      threads=args.threads)
     print(table.read_text())
     return 0
 
@@ -263,10 +264,13 @@ def _evaluate_options(e) -> None:
                    help="c in the clipped loss min(l, c) of the certified bounds (nats, >= ln 2)")
     e.add_argument("--posterior", default=d.posterior, choices=list(POSTERIORS),
                    help="; ".join(f"{k}: {v}" for k, v in POSTERIORS.items()))
-    e.add_argument("--w1-method", default=d.w1_method, choices=list(W1_METHODS))
+    e.add_argument("--w1-method", default=d.w1_method, choices=list(W1_METHODS),
+                   help=f"how every W1 is computed: exact, the certified bracket, or auto (exact while it fits in "
+                        f"memory; default {d.w1_method})")
     e.add_argument("--w1-width", type=float, default=d.w1_width,
                    help="relative width asked of the certified W1 bracket when it is used")
-    e.add_argument("--seed", type=int, default=d.seed)
+    e.add_argument("--seed", type=int, default=d.seed,
+                   help=f"seed of the random parts (rate-curve subsamples, the --labelled draw; default {d.seed})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,9 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--runs", help="a folder of many student runs: one report each, one table and figure across them")
     e.add_argument("--out", required=True, help="output folder")
     _evaluate_options(e)
-    e.add_argument("--split", default="test", choices=["test", "val"],
-                   help="held-out split (checkpoints); on val, where the best epoch was chosen, every certificate "
-                        "pays a union bound over the epochs compared")
+    e.add_argument("--split", default=None, choices=["test", "val"],
+                   help="held-out split of checkpoints (default test); on val, where the best epoch was chosen, "
+                        "every certificate pays a union bound over the epochs compared")
     from cmkd_bounds.concentration import SAMPLINGS
 
     e.add_argument("--sampling", default=None, choices=list(SAMPLINGS),
@@ -321,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     _threads_option(t)
     t.set_defaults(func=_cmd_train)
 
-    q = sub.add_parser("quickstart", help="the main job: teacher, CE and UCMKD students on avmnist, then bounds")
+    q = sub.add_parser("quickstart", help="the main job: teacher, CE and UCMKD students on avmnist, then bounds",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     q.add_argument("--out", default="runs/quickstart", help="run folder (rerunning it resumes)")
     q.add_argument("--teacher-epochs", type=int, default=5)
     q.add_argument("--student-epochs", type=int, default=6)
@@ -336,37 +341,45 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_arguments(m, skip=("role", "seed", "teacher"))
     m.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    m.add_argument("--teacher", default=None, help="a fixed teacher checkpoint (default: one trained per seed)")
+    m.add_argument("--teacher", default=None, help="a fixed teacher checkpoint; none: one trained per seed")
     m.add_argument("--teacher-epochs", type=int, default=None)
     m.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    _threads_option(m)
     m.set_defaults(func=_cmd_multiseed)
 
     c = sub.add_parser("correlate", help="Kendall tau and Psi between every bound or term and the test error, "
-                                         "over a folder written by evaluate --runs")
+                                         "over a folder written by evaluate --runs",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     c.add_argument("eval_dir", help="a folder written by cmkd-bounds evaluate --runs")
     c.add_argument("--out", default=None, help="where correlation.md/.csv/.png go (default: eval_dir)")
     c.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the runs")
     c.set_defaults(func=_cmd_correlate)
 
-    g = sub.add_parser("grid", help="the results grid of the default benchmark (both directions, both label regimes)")
+    g = sub.add_parser("grid", help="the results grid of the default benchmark (both directions, both label regimes)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g.add_argument("--runs", default="runs/avmnist", help="where the runs live (resumable)")
-    g.add_argument("--out", default="reports/avmnist", help="where results.md and results.csv go")
+    g.add_argument("--out", default="reports/avmnist", help="where results.md and results.csv go (the default is the "
+                                                            "committed report, which a run there regenerates)")
     g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     _experiment_options(g)
     g.set_defaults(func=_cmd_grid)
 
     st = sub.add_parser("steering", help="does the UCMKD bi-level step steer? inner learning rate, order and gradient "
-                                         "in the few-label regimes")
+                                         "in the few-label regimes",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     st.add_argument("--runs", default="runs/steering")
-    st.add_argument("--out", default="reports/ucmkd")
+    st.add_argument("--out", default="reports/ucmkd",
+                    help="where the tables go (the default is the committed report, which a run there regenerates)")
     st.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     _experiment_options(st)
     st.set_defaults(func=_cmd_steering)
 
     sw = sub.add_parser("sweep", help="train a sweep of students, evaluate their bounds and correlate them with "
-                                      "the test error")
+                                      "the test error",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sw.add_argument("--runs", default="runs/study")
-    sw.add_argument("--out", default="reports/study")
+    sw.add_argument("--out", default="reports/study",
+                    help="where the tables go (the default is the committed report, which a run there regenerates)")
     sw.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     sw.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the runs")
     _experiment_options(sw)
@@ -374,9 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rb = sub.add_parser("robustness", help="the paper's Table 14 analogue: label imbalance, domain shift and "
                                            "disjoint pools (clean / moderate / hard) for CE, feature KD, UCMKD and "
-                                           "the domain-adaptation methods")
+                                           "the domain-adaptation methods",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     rb.add_argument("--runs", default="runs/robustness")
-    rb.add_argument("--out", default="reports/robustness")
+    rb.add_argument("--out", default="reports/robustness",
+                    help="where the tables go (the default is the committed report, which a run there regenerates)")
     rb.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     _experiment_options(rb)
     rb.set_defaults(func=_cmd_robustness)

@@ -53,7 +53,8 @@ def mean_std(values, scale: float = 100.0, digits: int = 2) -> str:
 
 
 # ----------------------------------------------------------------------------- multiseed
-def multiseed(base: TrainConfig, seeds, out: str | Path, teacher_epochs: int | None = None, jobs: int = 1) -> Path:
+def multiseed(base: TrainConfig, seeds, out: str | Path, teacher_epochs: int | None = None, jobs: int = 1,
+              threads: int = 0) -> Path:
     """Train ``base`` (a student config; its teacher is trained per seed unless ``base.teacher`` is given)
     over ``seeds``; write ``table.csv`` and ``table.md`` with mean ± std test accuracy."""
     out = Path(out)
@@ -65,8 +66,8 @@ def multiseed(base: TrainConfig, seeds, out: str | Path, teacher_epochs: int | N
                                     teacher=None, labels_per_class=0))
         teacher = base.teacher or str(tdir / "best.safetensors")
         students.append(replace(base, role="student", teacher=teacher, seed=s, out=str(out / f"seed{s}" / "student")))
-    run_all(teachers, jobs)
-    run_all(students, jobs)
+    run_all(teachers, jobs, threads=threads)
+    run_all(students, jobs, threads=threads)
     rows = []
     for s, cfg in zip(seeds, students):
         t = Path(cfg.teacher).parent
