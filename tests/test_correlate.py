@@ -53,6 +53,13 @@ def test_correlate_command_writes_table_and_figure(tmp_path, capsys):
     assert lines[0].startswith("| measure | image->audio, all labels | image->audio, 10 labels/class | mean")
     assert lines[2] == "| monotone | +1.00* | +1.00* | +1.00 |" and lines[-1].startswith("| reversed | -1.00* |")
     assert (tmp_path / "correlation.png").read_bytes()[:4] == b"\x89PNG"
+    # the header names the hyperparameters that vary here, and no few-runs warning with 20 runs per stratum
+    assert "over the hyperparameters that vary (method, inner_lr)" in md and "Few runs" not in md
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "summary.csv").write_text(csv_text(family(n=8)))  # 4 runs per stratum
+    assert main(["correlate", str(small), "--bootstrap", "50"]) == 0
+    assert "**Few runs**: the smallest group has 4" in (small / "correlation.md").read_text()
     assert main(["correlate", str(tmp_path / "missing")]) == 2
     assert "no summary of runs" in capsys.readouterr().err
 

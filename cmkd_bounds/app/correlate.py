@@ -34,6 +34,7 @@ from cmkd_bounds.app import figures
 from cmkd_bounds.app.results import BASELINES, ITEMS, LABEL_FREE
 
 HYPER = ("method", "lambda_fa", "inner_lr", "n1")
+FEW_RUNS = 10  # below this many runs in a group, the report says its bootstrap intervals say little
 STRATA = ("data", "direction", "labels_per_class")
 TARGETS = ("observed_error01", "observed_risk")
 ALL = "all"
@@ -268,15 +269,19 @@ def render(res: list[dict], rows: list[dict], eval_dir: Path) -> str:
             if math.isfinite(r[f"tau_{t}"]) else "-"
 
     single = _single_data(res)
+    varying = [h for h in HYPER if len({str(r.get(h)) for r in rows}) > 1]
+    fewest = min((r["runs"] for r in res), default=0)
+    few = (f" **Few runs**: the smallest group has {fewest}; a bootstrap interval over fewer than {FEW_RUNS} runs "
+           "says little, so read its intervals as descriptive." if fewest < FEW_RUNS else "")
     lines = ["# Does the bound predict the error?", "",
              f"Written by `cmkd-bounds correlate {eval_dir}` over {len(rows)} runs. Kendall's tau (tau-b) between each "
              "measure and the student's test error (and test CE), with a 95 % bootstrap interval over runs; Psi is the "
              "granulated coefficient of Jiang et al. (ICLR 2020) over the hyperparameters that vary "
-             f"({', '.join(HYPER)}); sign-error (Dziugaite et al., NeurIPS 2020) over the pairs of runs that differ in "
-             "one of them, its mean and its worst value over them (robust; 0.5 is chance). *label-free*: computable "
-             "without any student label. Sorted by tau with the error." + (
+             f"({', '.join(varying) or 'none here'}); sign-error (Dziugaite et al., NeurIPS 2020) over the pairs of "
+             "runs that differ in one of them, its mean and its worst value over them (robust; 0.5 is chance). "
+             "*label-free*: computable without any student label. Sorted by tau with the error." + (
                  "" if single else f" Runs of different data are never pooled ({len({r['data'] for r in res})} "
-                 "datasets)."), ""]
+                 "datasets).") + few, ""]
     lines += within_strata(res)
     lines += reading(res, rows)
     for key in sorted({_key(r) for r in res}, key=lambda k: (str(k[0]), k[1] == ALL, str(k))):
