@@ -220,7 +220,9 @@ def correlate(eval_dir: str | Path, out: str | Path | None = None, n_boot: int =
     res = correlate_rows(rows, n_boot, seed)
     out = Path(out or eval_dir)
     write_text(out / "correlation.csv", csv_text(res))
-    write_text(out / "correlation.md", render(res, rows, eval_dir))
+    command = f"cmkd-bounds correlate {eval_dir}" + (f" --out {out}" if out != eval_dir else "") + (
+        f" --bootstrap {n_boot}" if n_boot != 1000 else "")
+    write_text(out / "correlation.md", render(res, rows, command))
     write_bytes(out / "correlation.png", figure(rows, res))
     return res
 
@@ -261,7 +263,7 @@ def _mean(v: list[float]) -> float:
     return sum(v) / len(v) if v else math.nan
 
 
-def render(res: list[dict], rows: list[dict], eval_dir: Path) -> str:
+def render(res: list[dict], rows: list[dict], command: str) -> str:
     from cmkd_bounds.app.tables import markdown
 
     def ci(r, t):
@@ -274,7 +276,7 @@ def render(res: list[dict], rows: list[dict], eval_dir: Path) -> str:
     few = (f" **Few runs**: the smallest group has {fewest}; a bootstrap interval over fewer than {FEW_RUNS} runs "
            "says little, so read its intervals as descriptive." if fewest < FEW_RUNS else "")
     lines = ["# Does the bound predict the error?", "",
-             f"Written by `cmkd-bounds correlate {eval_dir}` over {len(rows)} runs. Kendall's tau (tau-b) between each "
+             f"Written by `{command}` over {len(rows)} runs. Kendall's tau (tau-b) between each "
              "measure and the student's test error (and test CE), with a 95 % bootstrap interval over runs; Psi is the "
              "granulated coefficient of Jiang et al. (ICLR 2020) over the hyperparameters that vary "
              f"({', '.join(varying) or 'none here'}); sign-error (Dziugaite et al., NeurIPS 2020) over the pairs of "
