@@ -270,7 +270,8 @@ CLAIMS = (claim_bound_holds, claim_unpaired_beats_paired, claim_bilevel_beats_jo
           claim_fa_la_govern, claim_robustness, claim_beats_ce)
 
 
-def main():
+def ledger() -> str:
+    """The ledger's text, computed from the committed reports."""
     rows = []
     for f in CLAIMS:
         try:
@@ -288,7 +289,11 @@ def main():
     for r in rows:
         md += [f"## {r['claim']}", "", f"- paper: {r['paper']}", f"- ours: {r['ours']}",
                f"- verdict: **{r['verdict']}**", f"- rule: {r['rule']}", f"- evidence: {r['evidence']}", ""]
-    write_text(OUT, "\n".join(md))
+    return "\n".join(md)
+
+
+def main():
+    write_text(OUT, ledger())
     print(OUT.read_text())
 
 

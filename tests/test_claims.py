@@ -61,3 +61,10 @@ def test_the_committed_ledger_names_its_command_and_an_evidence_file_per_claim()
     for f in claims.CLAIMS:
         section = text.split(f"## {f.__doc__}")[1].split("\n## ")[0]
         assert "- evidence: reports/" in section and "- verdict: **" in section
+
+
+def test_the_committed_ledger_is_current():
+    """The ledger reads other reports: regenerating one of them (the bi-level benchmark, say) without rerunning
+    scripts/claims.py leaves stale numbers in it."""
+    assert (ROOT / "reports" / "claims.md").read_text() == claims.ledger(), \
+        "reports/claims.md is stale: run python scripts/claims.py (and python scripts/update_readme.py)"
