@@ -68,16 +68,21 @@ def blocks() -> dict:
     return out
 
 
-def main():
-    readme = (ROOT / "README.md").read_text()
+def updated(readme: str, quiet: bool = False) -> str:
+    """``readme`` with every generated block rewritten from its report."""
     found = blocks()
     for name in re.findall(r"<!-- BEGIN (\w+) ", readme):
         if name not in found:
-            print(f"README block {name}: no report yet, left as it is")
+            if not quiet:
+                print(f"README block {name}: no report yet, left as it is")
             continue
         pat = re.compile(rf"(<!-- BEGIN {name} [^\n]*-->\n).*?(<!-- END {name} -->)", re.S)
         readme = pat.sub(lambda m, text=found[name]: m.group(1) + text.strip() + "\n" + m.group(2), readme)
-    write_text(ROOT / "README.md", readme)
+    return readme
+
+
+def main():
+    write_text(ROOT / "README.md", updated((ROOT / "README.md").read_text()))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,17 @@ def test_every_number_in_the_readme_prose_is_in_a_report():
     assert not missing, f"README numbers found in no report under reports/: {missing}"
 
 
+def test_the_generated_blocks_are_current():
+    """Each block between BEGIN and END is what scripts/update_readme.py writes from the committed report."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    readme = (ROOT / "README.md").read_text()
+    assert mod.updated(readme, quiet=True) == readme, "README blocks are stale: run python scripts/update_readme.py"
+
+
 def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     """Issue 21: the five-line example of the README's Python section, run as written on a bundle."""
     import numpy as np
