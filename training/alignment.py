@@ -338,22 +338,20 @@ def _log_backward_flushed(s: _LogSolution, eps: float) -> np.ndarray:
     At = CP.sum(1) / a
     for t in range(s.T, 0, -1):
         A[t - 1] = At
-        if s.Pi is not None:  # Pi_t^T A~ = Pi[t]^T (pi_rows o A~), Xi_t B~ = Xi[t] (xi_cols o B~)
-            Bt = (s.Pi[t - 1].T @ (s.pi_rows[t - 1] * At)) * (-1.0 / b)
-        else:  # recomputed from the log-scalings
+        if s.Pi is not None:  # kept: Pi_t = diag(rows) Pi[t], Xi_t = Xi[t] diag(cols)
+            Pi, Xi, rows, cols = s.Pi[t - 1], s.Xi[t - 1], s.pi_rows[t - 1], s.xi_cols[t - 1]
+        else:  # recomputed from the log-scalings, the scalings already in them
             Pi = np.exp(np.maximum(s.logK + s.lu[t][:, None] + s.lv[t - 1][None, :], EXP_FLOOR))
             Xi = np.exp(np.maximum(s.logK + s.lu[t - 1][:, None] + s.lv[t - 1][None, :], EXP_FLOOR))
-            Bt = (Pi.T @ At) * (-1.0 / b)
+            rows = cols = 1.0
+        Bt = (Pi.T @ (rows * At)) * (-1.0 / b)
         if t == s.T:
             Bt += CP.sum(0) / b
         B[t - 1] = Bt
         if s.Pi is None:
             G += At[:, None] * Pi + Xi * Bt[None, :]
         if t > 1:
-            if s.Pi is not None:
-                At = (s.Xi[t - 1] @ (s.xi_cols[t - 1] * Bt)) * (-1.0 / a)
-            else:
-                At = (Xi @ Bt) * (-1.0 / a)
+            At = (Xi @ (cols * Bt)) * (-1.0 / a)
     if s.Pi is not None:  # the accumulation, vectorised over the iterations, with the scalings folded in
         G = np.einsum("ti,tij->ij", A * s.pi_rows, s.Pi) + np.einsum("tij,tj->ij", s.Xi, B * s.xi_cols)
     return P - CP / eps + G / eps
