@@ -98,6 +98,19 @@ def batches(student, teacher_feats, n, bs, seed=0):
     return out
 
 
+def interleaved_medians(runners: dict, data: list, warmup: int = 5) -> dict:
+    """Median seconds of one ``step`` per runner, the runners interleaved batch by batch (a drift of the machine
+    touches all of them), the first ``warmup`` batches untimed."""
+    times = {k: [] for k in runners}
+    for i, b in enumerate(data):
+        for k, r in runners.items():
+            t = time.perf_counter()
+            r.step(b)
+            if i >= warmup:
+                times[k].append(time.perf_counter() - t)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
 def bench(swap: bool, steps: int, bs: int = 64):
     pair = load_pair("avmnist", swap=swap)
     student = pair.split(0)["train"].student
@@ -113,14 +126,7 @@ def bench(swap: bool, steps: int, bs: int = 64):
         runners[name] = (OfficialPattern(cfg, model, opt, teacher_head) if name == "official_pattern"
                          else make_method(cfg, model, opt, teacher_head=teacher_head))
         model.train()
-    times = {k: [] for k in runners}
-    for i, b in enumerate(data):
-        for k, r in runners.items():
-            t = time.perf_counter()
-            r.step(b)
-            if i >= 5:  # warm-up
-                times[k].append(time.perf_counter() - t)
-    med = {k: float(np.median(v)) for k, v in times.items()}
+    med = interleaved_medians(runners, data)
     return {"student": student.name, "steps": steps, "batch": bs, "median_step_s": med,
             "ratio_to_ce": {k: v / med["ce"] for k, v in med.items()},
             "order_gap": order_gap(student, teacher_head, data[:3])}
@@ -159,14 +165,7 @@ def bench_small(steps: int, bs: int = 64):
         runners[name] = make_method(cfg, model, torch.optim.AdamW(model.parameters(), lr=cfg.lr),
                                     teacher_head=teacher_head)
         model.train()
-    times = {k: [] for k in runners}
-    for i, b in enumerate(data):
-        for k, r in runners.items():
-            t = time.perf_counter()
-            r.step(b)
-            if i >= 5:
-                times[k].append(time.perf_counter() - t)
-    med = {k: float(np.median(v)) for k, v in times.items()}
+    med = interleaved_medians(runners, data)
     ratio = {"feature_kd": med["feature_kd"] / med["feature_kd_envelope"],
              "joint": med["joint"] / med["joint_envelope"]}
     return {"student": student.name, "steps": steps, "batch": bs, "median_step_s": med,

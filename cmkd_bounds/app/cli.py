@@ -357,30 +357,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("grid", help="the results grid of the default benchmark (both directions, both label regimes)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    g.add_argument("--runs", default="runs/avmnist", help="where the runs live (resumable)")
-    g.add_argument("--out", default="reports/avmnist", help="where results.md and results.csv go (the default is the "
-                                                            "committed report, which a run there regenerates)")
-    g.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    _study_folders(g, "avmnist", "reports/avmnist", [0, 1, 2, 3, 4], "results.md and results.csv")
     _experiment_options(g)
     g.set_defaults(func=_cmd_grid)
 
     st = sub.add_parser("steering", help="does the UCMKD bi-level step steer? inner learning rate, order and gradient "
                                          "in the few-label regimes",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    st.add_argument("--runs", default="runs/steering")
-    st.add_argument("--out", default="reports/ucmkd",
-                    help="where the tables go (the default is the committed report, which a run there regenerates)")
-    st.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    _study_folders(st, "steering", "reports/ucmkd", [0, 1, 2, 3, 4])
     _experiment_options(st)
     st.set_defaults(func=_cmd_steering)
 
     sw = sub.add_parser("sweep", help="train a sweep of students, evaluate their bounds and correlate them with "
                                       "the test error",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sw.add_argument("--runs", default="runs/study")
-    sw.add_argument("--out", default="reports/study",
-                    help="where the tables go (the default is the committed report, which a run there regenerates)")
-    sw.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    _study_folders(sw, "study", "reports/study", [0, 1, 2])
     sw.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the runs")
     _experiment_options(sw)
     sw.set_defaults(func=_cmd_sweep)
@@ -389,10 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                                            "disjoint pools (clean / moderate / hard) for CE, feature KD, UCMKD and "
                                            "the domain-adaptation methods",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    rb.add_argument("--runs", default="runs/robustness")
-    rb.add_argument("--out", default="reports/robustness",
-                    help="where the tables go (the default is the committed report, which a run there regenerates)")
-    rb.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    _study_folders(rb, "robustness", "reports/robustness", [0, 1, 2])
     _experiment_options(rb)
     rb.set_defaults(func=_cmd_robustness)
     return p
@@ -412,6 +400,14 @@ def _executor_options(p) -> None:
     p.add_argument("--executor-opts", nargs="*", default=None, metavar="KEY=VALUE",
                    help="the executor's parameters (partition=gpu timeout_min=120 ..., address=tcp://...), or "
                         "@file.json")
+
+
+def _study_folders(p, runs: str, out: str, seeds: list, what: str = "the tables") -> None:
+    """A study's ``--runs`` (``runs/<runs>``), ``--out`` (its committed report by default) and ``--seeds``."""
+    p.add_argument("--runs", default=f"runs/{runs}", help="where the runs live (resumable)")
+    p.add_argument("--out", default=out,
+                   help=f"where {what} go (the default is the committed report, which a run there regenerates)")
+    p.add_argument("--seeds", type=int, nargs="+", default=seeds)
 
 
 def _experiment_options(p) -> None:
