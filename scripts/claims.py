@@ -133,14 +133,12 @@ def claim_bound_holds():
     paper, cert, asym, sharp = [], [], [], []
     for f in files:
         b = read_bound(f.parent)
-        b[names.ASYMPTOTIC_FEATURE] = b["bounds"][names.ASYMPTOTIC_FEATURE]
-        # each value beside the observed quantity of the same kind: the paper's bound and the paper-style value are
-        # about the CE risk; the certified bound about the risk of the CE clipped at c
-        for store, key, obs in ((paper, names.BOUND_PAPER_STYLE, b["observed_risk"]),
-                                (cert, names.BOUND_CERTIFIED, b["observed_risk_clipped"]),
-                                (asym, names.ASYMPTOTIC_FEATURE, b["observed_risk"]),
-                                (sharp, names.BOUND_ASYMPTOTIC, b["observed_risk"])):
-            v = b[key]["value"]
+        # each value beside the observed quantity of the same kind: the paper's bound (its feature-space form) and
+        # the paper-style value are about the CE risk; the certified bound about the risk of the CE clipped at c
+        for store, v, obs in ((paper, b[names.BOUND_PAPER_STYLE]["value"], b["observed_risk"]),
+                              (cert, b[names.BOUND_CERTIFIED]["value"], b["observed_risk_clipped"]),
+                              (asym, b["bounds"][names.ASYMPTOTIC_FEATURE]["value"], b["observed_risk"]),
+                              (sharp, b[names.BOUND_ASYMPTOTIC]["value"], b["observed_risk"])):
             store.append((v >= obs, (v - obs) / v if v > 0 else float("nan")))
     n = len(files)
 
