@@ -54,21 +54,38 @@ def _normalise(x):
     return x / x.norm(dim=-1, keepdim=True).clamp_min(_EPS)
 
 
+def power_of_two_unit(largest: float) -> float:
+    """A power of two to divide points by when their largest coordinate ``largest`` lies outside
+    ``[2^-400, 2^400]`` (the one nearest below it, exponent kept within +-1000), else 1: dividing by it is exact
+    and brings coordinates near 1, where squares and their sums neither underflow (coordinates of 1e-166 gave
+    distances of 0) nor overflow (1e160 gave inf); a homogeneous cost is then the unit times the cost of the
+    scaled points, exactly. Inside the range nothing changes, bit for bit."""
+    if not (largest > 0 and math.isfinite(largest)) or 2.0 ** -400 <= largest <= 2.0 ** 400:
+        return 1.0
+    return 2.0 ** min(1000, max(-1000, math.floor(math.log2(largest))))
+
+
 def euclidean(x, y, exact: bool):
     """Pairwise Euclidean distances by the Gram form; with ``exact``, the entries where the form
     cancels (``d^2 < 1e-4 (|x|^2 + |y|^2)``, relative error above ~1e-12) are recomputed from the
-    differences, so every entry is accurate to ~1e-12 relative at matrix-multiply speed."""
+    differences, so every entry is accurate to ~1e-12 relative at matrix-multiply speed, the points first
+    divided by a power of two that brings them near unit scale (:func:`power_of_two_unit`) so that no square
+    underflows or overflows. Without ``exact`` (training losses, on the hot path) the points are taken as given."""
     import torch
 
     if not exact:
         return torch.cdist(x, y, p=2)
+    unit = power_of_two_unit(max(float(x.abs().max()) if x.numel() else 0.0,
+                                 float(y.abs().max()) if y.numel() else 0.0))
+    if unit != 1.0:
+        x, y = x / unit, y / unit
     xx, yy = (x * x).sum(1), (y * y).sum(1)
     d2 = torch.addmm(xx[:, None] + yy[None, :], x, y.T, alpha=-2.0).clamp_min_(0.0)
     # a superset of the entries where d^2 < 1e-4 (|x_i|^2 + |y_j|^2), found with one scalar comparison
     i, j = torch.nonzero(d2 < 1e-4 * float(xx.max() + yy.max()), as_tuple=True)
     if len(i):
         d2[i, j] = ((x[i] - y[j]) ** 2).sum(1)
-    return d2.sqrt_()
+    return d2.sqrt_() if unit == 1.0 else d2.sqrt_().mul_(unit)
 
 
 @dataclass(frozen=True)

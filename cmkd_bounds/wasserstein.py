@@ -45,7 +45,7 @@ import numpy as np
 import ot
 import torch
 
-from cmkd_bounds.costs import Cost, as_tensor, get_cost
+from cmkd_bounds.costs import Cost, as_tensor, get_cost, power_of_two_unit
 from cmkd_bounds.kinds import ESTIMATED, LOWER, SAMPLE
 
 DEFAULT_MAX_DENSE_BYTES = 2 * 2**30
@@ -167,9 +167,13 @@ def _exact(x, y, a, b, cost, max_iter) -> W1Result:
         raise MemoryError(f"exact W1 at n={x.shape[0]}, m={y.shape[0]} needs about {need / 2**30:.1f} GiB "
                           "for the cost matrix and plan; use w1_bracket (blockwise) instead")
     C = cost.pairwise(x, y).numpy()
+    # the network simplex compares reduced costs with fixed tolerances: at costs of 1e-166 it stops at once with a
+    # plan that is not optimal, so costs far from unit scale are divided by a power of two (exact) first
+    unit = power_of_two_unit(float(C.max()) if C.size else 0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        value, log = ot.emd2(a.numpy(), b.numpy(), C, numItermax=max_iter, log=True)
+        value, log = ot.emd2(a.numpy(), b.numpy(), C / unit, numItermax=max_iter, log=True)
+    value = value * unit
     converged = log.get("result_code", 1) == 1
     return W1Result(value=float(value), kind=_kind_for(cost) if converged else ESTIMATED, lower=float(value),
                     upper=float(value), method="exact",
@@ -276,9 +280,15 @@ class _Ground:
             raise ValueError(f"the bracket knows no floating-point error bound for the cost {cost.name!r}")
         self.form, self.root, self.cap = cost.form, cost.root, cost.cap
         k = x.shape[1]
+        self.unit = 1.0  # the costs of the prepared points times this are the costs of the given ones
         if cost.centred:
             centre = torch.cat([x, y]).mean(0)
             x, y = x - centre, y - centre
+            # a translation-invariant cost here is a norm of x - y: homogeneous, so points far from unit scale are
+            # divided by a power of two (exactly) and every cost and bound multiplied back at the end
+            self.unit = power_of_two_unit(float(torch.cat([x, y]).abs().max()))
+            x, y = x / self.unit, y / self.unit
+            self.cap = None if self.cap is None else self.cap / self.unit
         else:
             x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -759,14 +769,17 @@ def _bracket(x, y, a, b, cost: Cost, plan: _BracketPlan, start: float) -> W1Resu
                 shrink, held, wait = shrink * scaling, False, base_wait
                 floor = max(eps_min, floor * scaling)
         eps = eps if held else min(eps, max(floor, eps * scaling))
+    u = ground.unit  # a power of two: the costs of the given points, exactly
+    for c in checks:
+        c.update(lower=c["lower"] * u, upper=c["upper"] * u, repair=c["repair"] * u)
     diag.update(width_reached=_width(lower, upper), iterations=iters, rounds=rounds, eps=schedule[-1],
                 eps_schedule=schedule, checks=checks, n_certificates=sum(c["certified"] for c in checks),
                 stopped=stopped,
                 converged=err < tol_used, marginal_error=err, absorptions=solver.absorptions,
-                sinkhorn_value=last_cert.plan_cost + last_cert.repair, rounding_mass=last_cert.mass,
-                fp_margin=last_cert.margin, seconds=time.perf_counter() - start)
-    return W1Result(value=upper, kind=_kind_for(cost), lower=max(lower, 0.0), upper=upper, method="bracket",
-                    diagnostics=diag)
+                sinkhorn_value=(last_cert.plan_cost + last_cert.repair) * u, rounding_mass=last_cert.mass,
+                fp_margin=last_cert.margin * u, seconds=time.perf_counter() - start)
+    return W1Result(value=upper * u, kind=_kind_for(cost), lower=max(lower, 0.0) * u, upper=upper * u,
+                    method="bracket", diagnostics=diag)
 
 
 def _width(lower: float, upper: float) -> float:

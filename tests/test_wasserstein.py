@@ -35,7 +35,9 @@ def emd(x, y, a=None, b=None, cost="l2"):
     """The reference: POT's network simplex on the exactly computed cost matrix."""
     a = np.full(len(x), 1 / len(x)) if a is None else a
     b = np.full(len(y), 1 / len(y)) if b is None else b
-    return ot.emd2(a, b, exact_matrix(x, y, cost).astype(np.float64), numItermax=10**7)
+    C = exact_matrix(x, y, cost).astype(np.float64)
+    unit = 2.0 ** np.floor(np.log2(C.max())) if C.max() > 0 else 1.0  # POT's tolerances are absolute: unit scale
+    return ot.emd2(a, b, C / unit, numItermax=10**7) * unit
 
 
 @given(clouds(max_n=25), st.data())
@@ -73,6 +75,25 @@ def test_bracket_always_contains_the_exact_value(xy, data, cost, width, dtype, b
                     max_dense_bytes=0 if blockwise else W.DEFAULT_MAX_DENSE_BYTES, **budget)
     assert br.lower <= exact <= br.upper
     assert br.value == br.upper and br.kind == "sample" and br.diagnostics["blockwise"] == blockwise
+
+
+@pytest.mark.parametrize("scale", [1e-166, 1e-300, 1e160])
+@pytest.mark.parametrize("cost", ["l2", "l1"])
+def test_tiny_and_huge_coordinates_keep_the_bracket_and_the_exact_value(scale, cost):
+    """Hypothesis found x = (0, 0), y = (2.6e-166, 2.6e-166): squares underflowed, every cost read 0 and the
+    bracket [0, 0] missed W1 = 3.7e-166; coordinates of 1e160 overflow the same way, and POT's network simplex,
+    whose tolerances are absolute, stops at a plan that is not optimal on costs of 1e-166. W1 of a norm is
+    homogeneous, so both routes now run at unit scale (a power of two, exactly) and scale back."""
+    x, y = np.array([[0.0, 0.0]]), np.array([[2.5866727e-166, 2.5866727e-166]])
+    br = w1_bracket(x, y, cost="l2", width=0.3, iter_dtype=torch.float32, max_iter=2)
+    assert br.lower <= emd(x, y) <= br.upper and br.upper > 0
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(7, 3)) * scale, (rng.normal(size=(5, 3)) + 1) * scale
+    ref = emd(x, y, cost=cost)
+    assert ref == pytest.approx(emd(x / scale, y / scale, cost=cost) * scale, rel=1e-12)
+    assert W.w1_exact(x, y, cost=cost).value == pytest.approx(ref, rel=1e-12)
+    br = w1_bracket(x, y, cost=cost, width=1e-2)
+    assert br.lower <= ref <= br.upper and (br.upper - br.lower) <= 1e-2 * br.lower * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -114,9 +135,10 @@ def test_cost_blocks_obey_their_proved_error_bound(cost):
     y = x + rng.normal(size=(30, 5))
     xt, yt, _, _, c = W._prepare(x, y, None, None, cost)
     ground = W._Ground(xt, yt, c)
-    C_hat = torch.cat([blk for _, blk in ground.blocks(torch.float64, 4096)]).numpy()
+    u = ground.unit  # blocks, nu and mu are in units of this power of two
+    C_hat = torch.cat([blk for _, blk in ground.blocks(torch.float64, 4096)]).numpy() * u
     err = np.abs(C_hat.astype(np.longdouble) - exact_matrix(x, y, cost))
-    bound = ground.kappa * (ground.nu.numpy()[:, None] + ground.mu.numpy()[None, :])
+    bound = ground.kappa * (ground.nu.numpy()[:, None] + ground.mu.numpy()[None, :]) * u
     assert (err <= bound).all()
     if cost == "l2":
         assert err.max() > 1e3 * np.finfo(np.float64).eps * exact_matrix(x, y, cost).max()
@@ -325,7 +347,7 @@ def test_ground_matches_the_cost_module(x):
     for name in COSTS:
         xt, yt, _, _, c = W._prepare(x, y, None, None, name)
         g = W._Ground(xt, yt, c)
-        C_hat = torch.cat([blk for _, blk in g.blocks(torch.float64, 1 << 20)])
+        C_hat = torch.cat([blk for _, blk in g.blocks(torch.float64, 1 << 20)]) * g.unit
         assert torch.allclose(C_hat, get_cost(name).pairwise(x, y), atol=1e-6)
 
 
